@@ -1,0 +1,162 @@
+"""Public Python API: compress(pixels) -> bytes and decompress(bytes) -> pixels, with model loading."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import container
+from .codec import MODES, Codec
+from .container import FormatError, Header
+from .prior import MultiscalePrior, load_model as load_model_file
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "hvpzip-small"
+
+
+class ModelMismatchError(FormatError):
+    """The file was made with a different model than the one loaded."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded prior with its identity (name and sha256 of the weights file)."""
+
+    prior: MultiscalePrior
+    sha256: str
+    name: str
+
+    @property
+    def default_steps(self) -> int:
+        return self.prior.config.steps
+
+
+def default_model_path() -> Path:
+    """$HVPZIP_MODEL, else the shipped models/hvpzip-small.pt."""
+    return Path(os.environ.get("HVPZIP_MODEL", MODEL_DIR / f"{DEFAULT_MODEL_NAME}.pt"))
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | Path | None = None) -> Model:
+    """Load (and cache) a model file; the default is `default_model_path()`."""
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    prior, sha = load_model_file(path)
+    return Model(prior, sha, path.stem)
+
+
+def mode_of(pixels: np.ndarray) -> str:
+    """Image mode implied by an array's shape: (H, W) L, (H, W, 2) LA, (H, W, 3) RGB, (H, W, 4) RGBA."""
+    if pixels.ndim == 2:
+        return "L"
+    channels = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+    if pixels.ndim != 3 or pixels.shape[2] not in channels:
+        raise ValueError(f"unsupported pixel array shape {pixels.shape}: expected (H, W) or (H, W, 1-4)")
+    return channels[pixels.shape[2]]
+
+
+@dataclass
+class Compressed:
+    """A compressed image and what the model said about it."""
+
+    data: bytes
+    neg_elbo_bits: float
+    header: Header
+
+
+class _deterministic:
+    """Context for coding: oneDNN off (its convolutions change with the thread count), deterministic ops."""
+
+    def __enter__(self) -> None:
+        self._mkldnn = torch.backends.mkldnn.enabled
+        self._det = torch.are_deterministic_algorithms_enabled()
+        torch.backends.mkldnn.enabled = False
+        torch.use_deterministic_algorithms(True)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.backends.mkldnn.enabled = self._mkldnn
+        torch.use_deterministic_algorithms(self._det)
+
+
+def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
+                 progress: Callable[[int], None] | None = None) -> Compressed:
+    """Compress a uint8 pixel array; also returns the model's negative ELBO in bits."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"only 8-bit images are supported (got dtype {pixels.dtype})")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    mode = mode_of(pixels)
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ValueError("empty image")
+    if max(pixels.shape[:2]) >= 2**31:
+        raise ValueError("image too large")
+    model = model or load_model()
+    steps = model.default_steps if steps is None else steps
+    if not 0 <= steps <= 255:
+        raise ValueError("steps must be between 0 and 255")
+    with _deterministic():
+        words, bits = Codec(model.prior, steps).encode(pixels, mode, progress)
+    payload, method = container.words_to_bytes(words), container.METHOD_MODEL
+    if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
+        payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
+    header = Header(pixels.shape[1], pixels.shape[0], mode, model.prior.config.map_name, steps, method, model.sha256,
+                    container.pixel_crc(pixels), model.name)
+    return Compressed(container.pack(header, payload), bits, header)
+
+
+def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None) -> bytes:
+    """Compress a uint8 array ((H, W) or (H, W, 1-4)) to .hvpz bytes."""
+    return encode_image(pixels, steps, model).data
+
+
+def decompress(data: bytes, model: Model | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Decompress .hvpz bytes to the exact original uint8 array. Raises FormatError on bad input."""
+    header, payload = container.unpack(data)
+    if header.method == container.METHOD_STORED:
+        return _stored_pixels(header, payload)
+    words = container.bytes_to_words(payload)
+    model = model or load_model()
+    if header.model_hash != model.sha256[:32]:
+        raise ModelMismatchError(
+            f"file was made with model '{header.model_id}' ({header.model_hash[:12]}), "
+            f"but the loaded model is '{model.name}' ({model.sha256[:12]})")
+    if header.map_name != model.prior.config.map_name:
+        raise FormatError("file's map does not match the model")
+    try:
+        with _deterministic():
+            pixels = Codec(model.prior, header.steps).decode(words, header.mode, header.height, header.width, progress)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as err:  # constriction reports malformed streams as Rust panics (BaseException)
+        raise FormatError(f"corrupt payload ({type(err).__name__}: {err})") from None
+    if container.pixel_crc(pixels) != header.pixel_crc:
+        raise FormatError("decoded pixels fail the CRC check: the file is corrupt or was made on an incompatible build")
+    return pixels
+
+
+def _stored_pixels(header: Header, payload: bytes) -> np.ndarray:
+    """Pixels of a stored (method 1) file."""
+    channels = MODES[header.mode]
+    if len(payload) != header.width * header.height * channels:
+        raise FormatError("corrupt stored payload (wrong length)")
+    shape = (header.height, header.width) + (() if channels == 1 else (channels,))
+    pixels = np.frombuffer(payload, dtype=np.uint8).reshape(shape).copy()
+    if container.pixel_crc(pixels) != header.pixel_crc:
+        raise FormatError("stored pixels fail the CRC check: the file is corrupt")
+    return pixels
+
+
+def work_units(height: int, width: int, mode: str) -> int:
+    """Progress total for an image of this size (what `progress` callbacks add up to)."""
+    return Codec.work_units(height, width, mode)
+
+
+__all__ = ["MODES", "Model", "Compressed", "FormatError", "ModelMismatchError", "load_model", "encode_image",
+           "compress", "decompress", "mode_of", "work_units"]

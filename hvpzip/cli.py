@@ -1,0 +1,283 @@
+"""Command-line interface (click): a thin layer over the hvpzip Python API.
+
+Conventions follow gzip/zstd: outputs go beside inputs, existing files are kept unless --force,
+'-' is stdin/stdout, errors are one line on stderr and a non-zero exit, and a failed input never
+stops the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+
+SUFFIX = ".hvpz"
+
+
+class CliError(Exception):
+    """A per-input failure reported as one line."""
+
+
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    if not path.exists():
+        raise CliError("no such file")
+    if path.is_dir():
+        raise CliError("is a directory")
+    return path.read_bytes()
+
+
+def _output_for(name: str, out: str | None, suffix: str) -> str:
+    if out is not None:
+        return out
+    if name == "-":
+        return "-"
+    return str(Path(name).with_suffix(suffix))
+
+
+def _write_output(target: str, data: bytes, force: bool) -> None:
+    """Write atomically (temporary file + rename); never replace an existing file without force."""
+    if target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    if path.exists() and not force:
+        raise CliError(f"{target} already exists; use -f/--force to overwrite")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _progress_bar(total: int, quiet: bool, desc: str):
+    """A tqdm bar on stderr that appears only after 2 s, only on a terminal, never with -q."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="pos", unit_scale=True, leave=False, file=sys.stderr,
+                delay=2.0, disable=True if quiet else None)
+
+
+def _run_each(inputs: tuple[str, ...], out: str | None, as_json: bool, job: Callable[[str, str | None], dict]) -> None:
+    """Run `job` on every input, printing JSON lines or errors; exit 1 if any failed."""
+    if out is not None and len(inputs) > 1:
+        raise click.UsageError("-o/--output needs exactly one input")
+    failed = 0
+    for name in inputs:
+        try:
+            record = job(name, out)
+        except KeyboardInterrupt:
+            click.echo("hvpzip: interrupted", err=True)
+            sys.exit(130)
+        except (CliError, ValueError, OSError, MemoryError) as err:
+            failed += 1
+            click.echo(f"hvpzip: {name}: {err}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps(record))
+    if failed:
+        sys.exit(1)
+
+
+def _check_stdout(inputs: tuple[str, ...], out: str | None, as_json: bool) -> None:
+    writes_stdout = out == "-" or (out is None and "-" in inputs)
+    if writes_stdout and as_json:
+        raise click.UsageError("--json cannot be combined with writing data to stdout")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hvpzip")
+def main() -> None:
+    """hvpzip: lossless image compression with a multiscale diffusion prior."""
+
+
+model_option = click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                            help="Model file (default: $HVPZIP_MODEL or the shipped model).")
+
+
+def _model(model_path: Path | None):
+    from .api import load_model
+
+    try:
+        return load_model(model_path)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise click.ClickException(f"cannot load model: {err}") from None
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", default=None, help="Output file ('-' for stdout); one input only.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Print a summary line per input on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@model_option
+def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int | None, as_json: bool,
+             verbose: bool, quiet: bool, model_path: Path | None) -> None:
+    """Compress images (PNG or anything Pillow reads) to .hvpz files, losslessly."""
+    from .api import encode_image, work_units
+    from .images import read_image
+
+    _check_stdout(inputs, out, as_json)
+    model = _model(model_path)
+
+    def job(name: str, out: str | None) -> dict:
+        target = _output_for(name, out, SUFFIX)
+        if target != "-" and Path(target).exists() and not force:
+            raise CliError(f"{target} already exists; use -f/--force to overwrite")
+        pixels = read_image(_read_input(name))
+        start = time.perf_counter()
+        h, w = pixels.shape[:2]
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        with _progress_bar(work_units(h, w, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]), quiet, name) as bar:
+            result = encode_image(pixels, steps, model, bar.update)
+        seconds = time.perf_counter() - start
+        _write_output(target, result.data, force)
+        record = {"input": name, "output": target, "width": w, "height": h, "channels": channels,
+                  "bytes": len(result.data), "bpsp": 8 * len(result.data) / (w * h * channels),
+                  "seconds": round(seconds, 3), "neg_elbo_bits": round(result.neg_elbo_bits, 1),
+                  "steps": result.header.steps}
+        if verbose:
+            click.echo(f"{name} -> {target}: {record['bytes']} bytes, {record['bpsp']:.3f} bpsp, "
+                       f"neg-ELBO {record['neg_elbo_bits'] / (w * h * channels):.3f} bpsp, {seconds:.1f} s", err=True)
+        return record
+
+    _run_each(inputs, out, as_json, job)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", default=None, help="Output PNG ('-' for stdout); one input only.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Print a summary line per input on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@model_option
+def decompress(inputs: tuple[str, ...], out: str | None, force: bool, as_json: bool, verbose: bool, quiet: bool,
+               model_path: Path | None) -> None:
+    """Decompress .hvpz files to PNG, bit-exact."""
+    from . import container
+    from .api import decompress as decode, work_units
+    from .images import png_bytes
+
+    _check_stdout(inputs, out, as_json)
+    model = _model(model_path)
+
+    def job(name: str, out: str | None) -> dict:
+        target = _output_for(name, out, ".png")
+        if target != "-" and Path(target).exists() and not force:
+            raise CliError(f"{target} already exists; use -f/--force to overwrite")
+        data = _read_input(name)
+        header, _ = container.unpack_header(data)
+        start = time.perf_counter()
+        with _progress_bar(work_units(header.height, header.width, header.mode), quiet, name) as bar:
+            pixels = decode(data, model, bar.update)
+        seconds = time.perf_counter() - start
+        _write_output(target, png_bytes(pixels), force)
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        record = {"input": name, "output": target, "width": header.width, "height": header.height,
+                  "channels": channels, "bytes": len(data),
+                  "bpsp": 8 * len(data) / (header.width * header.height * channels), "seconds": round(seconds, 3)}
+        if verbose:
+            click.echo(f"{name} -> {target}: {header.width}x{header.height} {header.mode}, {seconds:.1f} s", err=True)
+        return record
+
+    _run_each(inputs, out, as_json, job)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
+def info(inputs: tuple[str, ...], as_json: bool) -> None:
+    """Print the header of .hvpz files."""
+    from . import container
+
+    def job(name: str, out: str | None) -> dict:
+        data = _read_input(name)
+        header, offset = container.unpack_header(data)
+        channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[header.mode]
+        record = {"input": name, "format_version": container.VERSION, **header.to_dict(), "channels": channels,
+                  "bytes": len(data), "payload_bytes": max(0, len(data) - offset - 4),
+                  "bpsp": 8 * len(data) / (header.width * header.height * channels)}
+        if not as_json:
+            click.echo(f"{name}:")
+            for key, value in record.items():
+                if key != "input":
+                    click.echo(f"  {key:15s} {value:.4f}" if isinstance(value, float) else f"  {key:15s} {value}")
+        return record
+
+    _run_each(inputs, None, as_json, job)
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of training images (searched recursively).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: checkpoint.pt, model.pt (EMA weights), log.jsonl, manifest.json. Resumes if present.")
+@click.option("--crop", default=128, show_default=True, help="Training crop size in pixels.")
+@click.option("--batch", default=16, show_default=True)
+@click.option("--steps", "T", default=4, show_default=True, help="Diffusion steps T to train at.")
+@click.option("--width", default=48, show_default=True, help="Denoiser channels.")
+@click.option("--blocks", default=6, show_default=True, help="Residual blocks in the denoiser.")
+@click.option("--map", "map_name", default="haar", show_default=True, type=click.Choice(["haar", "legall53", "pyramid"]))
+@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--iters", default=100000, show_default=True, help="Stop after this many iterations in total.")
+@click.option("--minutes", default=1e9, show_default=False, help="Stop after this many minutes in this run.")
+@click.option("--eval-every", default=200, show_default=True, help="Validation and checkpoint interval.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int, map_name: str,
+          lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str) -> None:
+    """Train (or resume) the multiscale diffusion prior on a folder of images."""
+    from .train import train as run_training
+
+    path = run_training(data_dir, out_dir, crop=crop, batch=batch, steps=T, width=width, blocks=blocks, lr=lr,
+                        seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
+                        eval_every=eval_every, device_name=device, log=lambda s: click.echo(s, err=True))
+    click.echo(f"model written to {path}")
+
+
+@main.command()
+@click.option("--dataset", default="kodak", show_default=True, help="Dataset name or a folder of images.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder holding the dataset.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images.")
+@click.option("--codecs", default=",".join(("hvpzip", "png", "webp", "jxl-e7", "jxl-e9", "jpeg2000", "jpegls", "qoi")),
+              show_default=True, help="Comma-separated: hvpzip, png, webp, webp-max, jxl-e7, jxl-e9, jpeg2000, jpegls, qoi.")
+@click.option("--steps", "steps_text", default="default", show_default=True,
+              help="hvpzip step counts to run, comma-separated (e.g. 0,4); 'default' is the model's.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write results.json, results.csv and summary.md here.")
+def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str,
+          out_dir: Path | None) -> None:
+    """Compare hvpzip with reference lossless codecs (every round trip verified bit-exact)."""
+    from . import bench as harness
+
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    known = set(harness.reference_codecs()) | {"hvpzip"}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.UsageError(f"unknown codec(s): {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    try:
+        steps_list = [None if s.strip() == "default" else int(s) for s in steps_text.split(",")]
+    except ValueError:
+        raise click.UsageError("--steps takes integers or 'default', comma-separated") from None
+    try:
+        folder = harness.find_dataset(dataset, data_dir)
+        rows = harness.run_benchmark(folder, names, steps_list, limit, lambda s: click.echo(s, err=True))
+    except (FileNotFoundError, RuntimeError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(harness.summarize(rows))
+    if out_dir is not None:
+        harness.write_results(rows, out_dir)

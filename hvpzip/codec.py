@@ -1,0 +1,317 @@
+"""The codec: image planes -> integer map -> per-tile bits-back chains under the prior -> ANS words.
+
+Compression codes plane by plane, each from the finest level to the top; decompression runs the
+exact mirror. Each tile's diffusion chain sees only its own latents and the (fully known) coarse
+image. The first tiles of the finest level grow from a single position so that bits-back always
+has bits to pop (see `tile_schedule`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import maps, schedule
+from .coder import AnsStack, snap_params
+from .prior import DIRECT_GAMMA, MultiscalePrior, raw_outputs
+
+MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+TILE = 64  # coding tile side, in positions of a level
+GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
+VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
+LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid within +-LATENT_LIMIT
+Rect = tuple[int, int, int, int]
+Progress = Callable[[int], None]
+
+
+def push_latent(stack: AnsStack, k: np.ndarray, mean: np.ndarray | float, std: np.ndarray | float, grid: float) -> None:
+    """Push latent grid indices k (z = k * grid) under N(mean, std^2) given in z units."""
+    limit = math.ceil(LATENT_LIMIT / grid)
+    stack.push("gaussian", k, np.asarray(mean) / grid, np.asarray(std) / grid, -limit, limit)
+
+
+def pop_latent(stack: AnsStack, mean: np.ndarray | float, std: np.ndarray | float, grid: float, count: int) -> np.ndarray:
+    """Mirror of `push_latent`: pop (sample) `count` latent grid indices."""
+    limit = math.ceil(LATENT_LIMIT / grid)
+    return stack.pop("gaussian", np.asarray(mean) / grid, np.asarray(std) / grid, count, -limit, limit)
+
+
+def image_planes(pixels: np.ndarray, mode: str) -> list[tuple[np.ndarray, float]]:
+    """(H, W, C) uint8 pixels -> list of ((3, H, W) int64 planes, chroma flag) to code in order.
+
+    Colour goes through YCoCg-R; a gray or alpha channel becomes a plane with zero chroma.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unsupported image mode {mode}")
+    chans = pixels.reshape(pixels.shape[0], pixels.shape[1], -1).transpose(2, 0, 1).astype(np.int64)
+    gray = lambda c: (np.stack([c, np.zeros_like(c), np.zeros_like(c)]), 0.0)
+    if mode in ("RGB", "RGBA"):
+        planes = [(maps.ycocg_r_forward(chans[:3]), 1.0)]
+        return planes + ([gray(chans[3])] if mode == "RGBA" else [])
+    return [gray(c) for c in chans]
+
+
+def planes_image(planes: list[np.ndarray], mode: str) -> np.ndarray:
+    """Inverse of `image_planes`: (H, W, C) uint8 pixels (squeezed to (H, W) for mode L)."""
+    if mode in ("RGB", "RGBA"):
+        chans = list(maps.ycocg_r_inverse(planes[0])) + [p[0] for p in planes[1:]]
+    else:
+        chans = [p[0] for p in planes]
+    out = np.stack(chans, axis=-1)
+    if out.min() < 0 or out.max() > 255:
+        raise ValueError("decoded values out of range: the payload is corrupt")
+    out = out.astype(np.uint8)
+    return out[:, :, 0] if mode == "L" else out
+
+
+def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before: int,
+                  tile: int = TILE, growth: float = GROWTH) -> list[Rect]:
+    """Rectangles (y0, y1, x0, x1) covering a level's position grid, in encoding order.
+
+    Regular tiles in raster order, each split in halves (recursively) while it holds more than
+    `growth` times the coefficients coded before it; so an image starts from a single position.
+    """
+    rects: list[Rect] = []
+    coded = coded_before
+
+    def place(y0: int, y1: int, x0: int, x1: int) -> None:
+        nonlocal coded
+        size = (y1 - y0) * (x1 - x0) * coefs_per_position
+        if size <= max(coefs_per_position, growth * coded):
+            rects.append((y0, y1, x0, x1))
+            coded += size
+        elif y1 - y0 >= x1 - x0:
+            mid = (y0 + y1) // 2
+            place(y0, mid, x0, x1)
+            place(mid, y1, x0, x1)
+        else:
+            mid = (x0 + x1) // 2
+            place(y0, y1, x0, mid)
+            place(y0, y1, mid, x1)
+
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            place(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
+    return rects
+
+
+@dataclass
+class LevelPlan:
+    """Where and how one (plane, level) is coded."""
+
+    plane: int
+    level: int  # 1 = finest
+    shape: tuple[int, int]  # (H, W) of the image this level splits
+    chroma: float
+    rects: list[Rect]
+
+
+def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int) -> list[LevelPlan]:
+    """Every (plane, level) in encoding order with its tiles; the decoder walks it backwards."""
+    plans, coded = [], 0
+    for p, chroma in enumerate(chroma_flags):
+        h, w = height, width
+        per_position = 9 if chroma else 3
+        for level in range(1, map_levels + 1):
+            hc, wc = (h + 1) // 2, (w + 1) // 2
+            rects = tile_schedule(hc, wc, per_position, coded)
+            plans.append(LevelPlan(p, level, (h, w), chroma, rects))
+            coded += int(maps.detail_mask(h, w).sum()) * (3 if chroma else 1)
+            h, w = hc, wc
+        coded += h * w * (3 if chroma else 1)
+    return plans
+
+
+def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
+    """(9, hc, wc) bool: detail coefficients that are coded (real band positions, active channels)."""
+    band = maps.detail_mask(*shape)
+    chans = np.array([True, bool(chroma), bool(chroma)])
+    return (chans[:, None, None, None] & band[None]).reshape(9, *band.shape[1:])
+
+
+class Codec:
+    """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps."""
+
+    def __init__(self, model: MultiscalePrior, steps: int):
+        self.model, self.steps = model, steps
+        self.map_name = model.config.map_name
+
+    # --- per-level constants ------------------------------------------------------------------
+    def _level_constants(self, level: int) -> tuple[np.ndarray, list[float], list[float]]:
+        """(c (9,1,1), gammas, latent grids) for a level."""
+        c = self.model.detail_scale(level).double().numpy()[:, None, None]
+        if self.steps == 0:
+            return c, [], []
+        gammas = self.model.gammas_float(level, self.steps)
+        return c, gammas, [float(g) for g in schedule.latent_grids(gammas, np)]
+
+    def _net(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int, gamma: float):
+        return np.split(raw_outputs(self.model, z, coarse, band, chroma, level, gamma), 3)
+
+    # --- one tile ---------------------------------------------------------------------------------
+    def encode_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
+                    chroma: float, level: int) -> float:
+        """Code one tile's details (9, h, w); returns its negative-ELBO contribution in bits."""
+        c, gammas, grids = self._level_constants(level)
+        band = mask[:3].astype(np.float64)
+        symbols = details[mask]
+        y = details / c
+        if self.steps == 0:
+            raw_mean, raw_ls, _ = self._net(np.zeros_like(y), coarse, band, chroma, level, DIRECT_GAMMA)
+            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
+            return self._push_laplace(stack, symbols, mean[mask], scale[mask])
+        a1, s1 = schedule.alpha_sigma(gammas[0], np)
+        k = pop_latent(stack, a1 * y[mask], s1, grids[0], symbols.size)
+        z = self._latent(k, grids[0], mask)
+        raw_mean, raw_ls, _ = self._net(z, coarse, band, chroma, level, gammas[0])
+        mean, scale = schedule.decoder_laplace(z, raw_mean, raw_ls, gammas[0], c, np)
+        bits = self._push_laplace(stack, symbols, mean[mask], scale[mask])
+        for t in range(1, self.steps):
+            a, s = schedule.forward_transition(gammas[t - 1], gammas[t], np)
+            k_next = pop_latent(stack, a * z[mask], s, grids[t], symbols.size)
+            z_next = self._latent(k_next, grids[t], mask)
+            mean_p, std_p = self._reverse(z_next, coarse, band, chroma, level, gammas[t - 1], gammas[t])
+            push_latent(stack, k, mean_p[mask], std_p[mask], grids[t - 1])
+            mean_q, std_q = schedule.posterior(z_next, y, gammas[t - 1], gammas[t], np)
+            bits += float((schedule.gaussian_kl(mean_q, std_q, mean_p, std_p, np)[mask]).sum()) / math.log(2)
+            k, z = k_next, z_next
+        push_latent(stack, k, 0.0, 1.0, grids[-1])
+        a_T, s_T = schedule.alpha_sigma(gammas[-1], np)
+        prior_nats = 0.5 * (s_T**2 + a_T**2 * y[mask] ** 2 - 1.0 - math.log(s_T**2))
+        return bits + float(prior_nats.sum()) / math.log(2)
+
+    def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int) -> np.ndarray:
+        """Mirror of `encode_tile`: returns the tile's details (9, h, w)."""
+        c, gammas, grids = self._level_constants(level)
+        band = mask[:3].astype(np.float64)
+        count = int(mask.sum())
+        details = np.zeros(mask.shape, dtype=np.int64)
+        if self.steps == 0:
+            raw_mean, raw_ls, _ = self._net(np.zeros(mask.shape), coarse, band, chroma, level, DIRECT_GAMMA)
+            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
+            details[mask] = stack.pop("laplace", mean[mask], scale[mask], count, -VALUE_LIMIT, VALUE_LIMIT)
+            return details
+        k = pop_latent(stack, 0.0, 1.0, grids[-1], count)
+        z = self._latent(k, grids[-1], mask)
+        for t in range(self.steps - 1, 0, -1):
+            mean_p, std_p = self._reverse(z, coarse, band, chroma, level, gammas[t - 1], gammas[t])
+            k_prev = pop_latent(stack, mean_p[mask], std_p[mask], grids[t - 1], count)
+            z_prev = self._latent(k_prev, grids[t - 1], mask)
+            a, s = schedule.forward_transition(gammas[t - 1], gammas[t], np)
+            push_latent(stack, k, a * z_prev[mask], s, grids[t])
+            k, z = k_prev, z_prev
+        raw_mean, raw_ls, _ = self._net(z, coarse, band, chroma, level, gammas[0])
+        mean, scale = schedule.decoder_laplace(z, raw_mean, raw_ls, gammas[0], c, np)
+        details[mask] = stack.pop("laplace", mean[mask], scale[mask], count, -VALUE_LIMIT, VALUE_LIMIT)
+        a1, s1 = schedule.alpha_sigma(gammas[0], np)
+        push_latent(stack, k, a1 * (details / c)[mask], s1, grids[0])
+        return details
+
+    def _reverse(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int,
+                 gamma_s: float, gamma_t: float) -> tuple[np.ndarray, np.ndarray]:
+        """p(z_s | z_t): (mean, std) arrays of the learned reverse step."""
+        raw_mean, _, raw_lv = self._net(z, coarse, band, chroma, level, gamma_t)
+        y_hat = schedule.predict_y(z, raw_mean, gamma_t, np)
+        mean_p, std_q = schedule.posterior(z, y_hat, gamma_s, gamma_t, np)
+        return mean_p, schedule.reverse_std(std_q, raw_lv, np)
+
+    @staticmethod
+    def _latent(k: np.ndarray, grid: float, mask: np.ndarray) -> np.ndarray:
+        z = np.zeros(mask.shape)
+        z[mask] = k * grid
+        return z
+
+    @staticmethod
+    def _push_laplace(stack: AnsStack, symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
+        """Push symbols under a quantized Laplace; returns their cost in bits (before escapes)."""
+        stack.push("laplace", symbols, mean, scale, -VALUE_LIMIT, VALUE_LIMIT)
+        m, s = snap_params(mean, scale)
+        return -float(schedule.laplace_bin_log2prob(symbols.astype(np.float64), m, s, np).sum())
+
+    # --- top image ------------------------------------------------------------------------------
+    def _top_params(self) -> tuple[np.ndarray, np.ndarray]:
+        return (self.model.top_mean.detach().double().numpy(), np.exp(self.model.top_log_scale.detach().double().numpy()))
+
+    def encode_top(self, stack: AnsStack, top: np.ndarray, chroma: float) -> float:
+        """Push the top image's active channels; returns bits."""
+        mean, scale = self._top_params()
+        chans = 3 if chroma else 1
+        n = top.shape[1] * top.shape[2]
+        return self._push_laplace(stack, top[:chans].ravel(), np.repeat(mean[:chans], n), np.repeat(scale[:chans], n))
+
+    def decode_top(self, stack: AnsStack, shape: tuple[int, int], chroma: float) -> np.ndarray:
+        mean, scale = self._top_params()
+        chans = 3 if chroma else 1
+        n = shape[0] * shape[1]
+        top = np.zeros((3,) + shape, dtype=np.int64)
+        vals = stack.pop("laplace", np.repeat(mean[:chans], n), np.repeat(scale[:chans], n), chans * n,
+                         -VALUE_LIMIT, VALUE_LIMIT)
+        top[:chans] = vals.reshape(chans, *shape)
+        return top
+
+    # --- whole image ----------------------------------------------------------------------------
+    def encode(self, pixels: np.ndarray, mode: str, progress: Progress | None = None) -> tuple[np.ndarray, float]:
+        """Pixels -> (ANS words, the model's negative ELBO in bits for this image)."""
+        height, width = pixels.shape[:2]
+        planes = image_planes(pixels, mode)
+        levels = maps.num_levels(height, width)
+        decs = [maps.decompose(p, self.map_name, levels) for p, _ in planes]
+        stack, bits = AnsStack(), 0.0
+        plans = coding_plan(height, width, [ch for _, ch in planes], levels)
+        for plan in plans:
+            dec = decs[plan.plane]
+            j = plan.level - 1
+            details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
+            mask = coef_mask(plan.shape, plan.chroma)
+            for y0, y1, x0, x1 in plan.rects:
+                bits += self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
+                                         mask[:, y0:y1, x0:x1], plan.chroma, plan.level)
+                if progress:
+                    progress((y1 - y0) * (x1 - x0))
+            if plan.level == levels:
+                bits += self.encode_top(stack, dec.top, plan.chroma)
+        if levels == 0:
+            for p, chroma in planes:
+                bits += self.encode_top(stack, p, chroma)
+        return stack.words(), bits
+
+    def decode(self, words: np.ndarray, mode: str, height: int, width: int,
+               progress: Progress | None = None) -> np.ndarray:
+        """Mirror of `encode`: ANS words -> pixels."""
+        chroma_flags = [1.0] + ([0.0] if mode == "RGBA" else []) if mode in ("RGB", "RGBA") else [0.0] * MODES[mode]
+        levels = maps.num_levels(height, width)
+        stack = AnsStack(words)
+        planes: list[np.ndarray] = [np.zeros(0)] * len(chroma_flags)
+        if levels == 0:
+            for p in reversed(range(len(chroma_flags))):
+                planes[p] = self.decode_top(stack, (height, width), chroma_flags[p])
+            return planes_image(planes, mode)
+        plans = coding_plan(height, width, chroma_flags, levels)
+        current = None
+        for plan in reversed(plans):
+            (h, w), hc, wc = plan.shape, (plan.shape[0] + 1) // 2, (plan.shape[1] + 1) // 2
+            if plan.level == levels:
+                current = self.decode_top(stack, (hc, wc), plan.chroma)
+            mask = coef_mask(plan.shape, plan.chroma)
+            details = np.zeros((9, hc, wc), dtype=np.int64)
+            for y0, y1, x0, x1 in reversed(plan.rects):
+                details[:, y0:y1, x0:x1] = self.decode_tile(stack, current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
+                                                            plan.chroma, plan.level)
+                if progress:
+                    progress((y1 - y0) * (x1 - x0))
+            current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)
+            if plan.level == 1:
+                planes[plan.plane] = current
+        return planes_image(planes, mode)
+
+    @staticmethod
+    def work_units(height: int, width: int, mode: str) -> int:
+        """Total positions `progress` will report for an image (for a progress bar's total)."""
+        planes = 2 if mode in ("RGBA", "LA") else 1
+        total, h, w = 0, height, width
+        for _ in range(maps.num_levels(height, width)):
+            h, w = (h + 1) // 2, (w + 1) // 2
+            total += h * w
+        return total * planes

@@ -1,0 +1,104 @@
+"""Entropy coding primitives over constriction's ANS stack (numpy only, no torch).
+
+`push` encodes integer symbols in a known range [lo, hi] onto the stack, `pop` decodes them (in
+bits-back coding a pop also *samples*). Distribution parameters are float64 in symbol units,
+snapped to a coarse grid before use so both sides agree.
+
+Each symbol is coded relative to its rounded mean inside a window of +-W (W from the largest std
+of the call); a symbol on the window's edge is followed by its exact position beyond the edge,
+uniform over what is left of [lo, hi]. The window keeps constriction's 2^-24 probability floor
+per symbol negligible, and the hard range keeps every value representable even after improbable
+pushes, whose bits make the next pop equally improbable (ANS couples their quantiles).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import constriction
+
+MEAN_GRID = 64.0  # means snapped to 1/64 of a symbol
+LOG_STD_GRID = 16.0  # log-stds snapped to 1/16
+MIN_STD = 2.0**-8
+WINDOW_STDS = 16.0
+MIN_WINDOW, MAX_WINDOW = 16, 4096
+_MODEL = constriction.stream.model
+
+
+def snap_params(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Snap (mean, std) to the shared grid; both sides of the codec call exactly this."""
+    mean = np.round(np.asarray(mean, dtype=np.float64) * MEAN_GRID) / MEAN_GRID
+    std = np.exp(np.round(np.log(np.maximum(np.asarray(std, dtype=np.float64), MIN_STD)) * LOG_STD_GRID) / LOG_STD_GRID)
+    return mean, std
+
+
+def _window(std: np.ndarray) -> int:
+    return int(min(MAX_WINDOW, max(MIN_WINDOW, math.ceil(WINDOW_STDS * float(std.max())))))
+
+
+def _room(center: int, upward: bool, window: int, lo: int, hi: int) -> int:
+    """How many values lie on or beyond the window's edge (at least 1: the edge itself)."""
+    return (hi - center - window if upward else center - window - lo) + 1
+
+
+def _family(kind: str, window: int):
+    if kind == "gaussian":
+        return _MODEL.QuantizedGaussian(-window, window)
+    if kind == "laplace":
+        return _MODEL.QuantizedLaplace(-window, window)
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+class AnsStack:
+    """A bits-back ANS stack: push = encode, pop = decode, both with per-symbol parameters."""
+
+    def __init__(self, words: np.ndarray | None = None):
+        if words is None or len(words) == 0:
+            self._coder = constriction.stream.stack.AnsCoder()
+        else:
+            self._coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+
+    @staticmethod
+    def _layout(mean: np.ndarray, std: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Snapped params, window centres (kept W inside [lo, hi]) and the window half-width W."""
+        mean, std = snap_params(mean, std)
+        window = min(_window(std), (hi - lo) // 2)
+        center = np.clip(np.round(mean), lo + window, hi - window)
+        return mean, std, center, window
+
+    def push(self, kind: str, symbols: np.ndarray, mean: np.ndarray | float, std: np.ndarray | float,
+             lo: int, hi: int) -> None:
+        """Encode int symbols in [lo, hi] under a quantized `kind` ("gaussian" or "laplace") distribution."""
+        symbols = np.asarray(symbols, dtype=np.int64).ravel()
+        if symbols.size == 0:
+            return
+        if symbols.min() < lo or symbols.max() > hi:
+            raise ValueError(f"value outside the coder's range [{lo}, {hi}]")
+        mean, std, center, window = self._layout(np.broadcast_to(mean, symbols.shape),
+                                                 np.broadcast_to(std, symbols.shape), lo, hi)
+        offset = symbols - center.astype(np.int64)
+        for i in np.flatnonzero(np.abs(offset) >= window)[::-1]:  # pushed first: popped after the main symbols
+            room = _room(int(center[i]), offset[i] > 0, window, lo, hi)
+            if room > 1:  # with room 1 the edge itself is the value
+                self._coder.encode_reverse(np.array([abs(offset[i]) - window], dtype=np.int32), _MODEL.Uniform(room))
+        main = np.clip(offset, -window, window).astype(np.int32)
+        self._coder.encode_reverse(main, _family(kind, window), mean - center, std)
+
+    def pop(self, kind: str, mean: np.ndarray | float, std: np.ndarray | float, count: int, lo: int, hi: int) -> np.ndarray:
+        """Decode `count` symbols: the exact mirror of `push` with the same parameters."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        mean, std, center, window = self._layout(np.broadcast_to(mean, (count,)), np.broadcast_to(std, (count,)), lo, hi)
+        offset = np.asarray(self._coder.decode(_family(kind, window), mean - center, std), dtype=np.int64)
+        for i in np.flatnonzero(np.abs(offset) >= window):
+            room = _room(int(center[i]), offset[i] > 0, window, lo, hi)
+            if room > 1:
+                offset[i] = np.sign(offset[i]) * (window + int(self._coder.decode(_MODEL.Uniform(room), 1)[0]))
+        return center.astype(np.int64) + offset
+
+    def num_bits(self) -> int:
+        return int(self._coder.num_bits())
+
+    def words(self) -> np.ndarray:
+        """The compressed stack as uint32 words."""
+        return np.asarray(self._coder.get_compressed(), dtype=np.uint32)

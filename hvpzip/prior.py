@@ -1,0 +1,220 @@
+"""The multiscale diffusion prior (torch): one shared denoiser for all levels, plus a top model.
+
+Per level j, y = details_j / c_j is modelled given the coarse image by a discrete-time VP
+diffusion with T steps, learned schedule endpoints, learned reverse variances and a learned
+discretized-Laplace decoder on the integer grid. T = 0 is the direct model p(details | coarse),
+the same network evaluated at infinite noise.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import schedule
+
+COEFS = 9  # 3 colour channels x 3 detail bands per position
+MAX_LEVEL_EMBED = 4  # levels >= 4 share an embedding (natural images are near scale-invariant)
+DIRECT_GAMMA = 14.0  # noise embedding used for the T = 0 direct model
+COARSE_OFFSET = (128.0, 0.0, 0.0)
+COARSE_SCALE = 64.0
+
+
+@dataclass
+class PriorConfig:
+    """Everything needed to rebuild a model; stored with its weights."""
+
+    map_name: str = "haar"
+    steps: int = 4
+    width: int = 32
+    blocks: int = 4
+    embed: int = 64
+    detail_scales: list[list[float]] = field(default_factory=lambda: [[8.0] * COEFS])
+
+
+def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal features of a scalar per batch element."""
+    freqs = torch.exp(torch.linspace(0.0, math.log(100.0), dim // 2, dtype=x.dtype))
+    angles = x[:, None] * freqs[None] / 4.0
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block with an additive level/noise embedding."""
+
+    def __init__(self, width: int, embed: int, dilation: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.emb = nn.Linear(embed, width)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(x)) + self.emb(emb)[:, :, None, None]
+        return x + self.conv2(self.act(h))
+
+
+class Denoiser(nn.Module):
+    """Shared conv net: (z, coarse, band mask, chroma flag) + (level, gamma) -> 3 x 9 raw outputs."""
+
+    def __init__(self, width: int, blocks: int, embed: int):
+        super().__init__()
+        self.embed = embed
+        self.inp = nn.Conv2d(COEFS + 3 + 3 + 1, width, 3, padding=1)
+        self.level_emb = nn.Embedding(MAX_LEVEL_EMBED, embed)
+        self.noise_mlp = nn.Sequential(nn.Linear(embed, embed), nn.SiLU(), nn.Linear(embed, embed))
+        self.blocks = nn.ModuleList(ResBlock(width, embed, 1 + (i % 2)) for i in range(blocks))
+        self.out = nn.Conv2d(width, 3 * COEFS, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        emb = self.noise_mlp(sinusoidal(gamma, self.embed)) + self.level_emb(level)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(nn.functional.silu(h))
+
+
+class MultiscalePrior(nn.Module):
+    """Denoiser + learned per-level schedule endpoints + a per-channel Laplace for the top image."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.config = config
+        self.denoiser = Denoiser(config.width, config.blocks, config.embed)
+        self.gamma_min = nn.Parameter(torch.full((MAX_LEVEL_EMBED,), -6.0))
+        self.gamma_span = nn.Parameter(torch.full((MAX_LEVEL_EMBED,), 12.0))  # softplus(12) ~ 12: gamma_max ~ 6
+        self.top_mean = nn.Parameter(torch.tensor([110.0, 0.0, 0.0]))
+        self.top_log_scale = nn.Parameter(torch.tensor([3.5, 3.0, 3.0]))
+
+    # --- schedule -------------------------------------------------------------------------
+    def level_index(self, level: int) -> int:
+        """Embedding/schedule row of 1-based `level` (1 = finest)."""
+        return min(level, MAX_LEVEL_EMBED) - 1
+
+    def gamma_endpoints(self, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.level_index(level)
+        g_min = self.gamma_min[i].clamp(-10.0, 8.0)
+        return g_min, (g_min + nn.functional.softplus(self.gamma_span[i])).clamp(max=12.0)
+
+    def gammas(self, level: int, steps: int) -> torch.Tensor:
+        """gamma_1..gamma_T for this level as a differentiable tensor."""
+        g_min, g_max = self.gamma_endpoints(level)
+        if steps == 1:
+            return g_min[None]
+        frac = torch.arange(steps, dtype=torch.float32) / (steps - 1)
+        return g_min + (g_max - g_min) * frac
+
+    def gammas_float(self, level: int, steps: int) -> list[float]:
+        """The same schedule as python floats, for the coder's float64 arithmetic."""
+        with torch.no_grad():
+            g_min, g_max = self.gamma_endpoints(level)
+        return schedule.linear_gammas(g_min.item(), g_max.item(), steps)
+
+    def detail_scale(self, level: int) -> torch.Tensor:
+        """c_j: per-coefficient normalisation of level j's details (9,)."""
+        scales = self.config.detail_scales
+        return torch.tensor(scales[min(level, len(scales)) - 1], dtype=torch.float32)
+
+    # --- network --------------------------------------------------------------------------
+    def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor,
+                chroma: torch.Tensor, level: int, gamma: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio]."""
+        offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype)[None, :, None, None]
+        chroma_map = chroma[:, None, None, None].expand(-1, 1, *z.shape[2:])
+        x = torch.cat([z, (coarse - offset) / COARSE_SCALE, band_mask, chroma_map], dim=1)
+        levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long)
+        return self.denoiser(x, levels, gamma)
+
+    # --- training / scoring -----------------------------------------------------------------
+    def level_loss_terms(self, details: torch.Tensor, coarse: torch.Tensor, coef_mask: torch.Tensor,
+                         chroma: torch.Tensor, level: int, t: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+        """Per-element bits for one random term t of each element (0 = direct, 1 = decoder, >=2 = KL).
+
+        details (B, 9, h, w) integer-valued floats, coarse (B, 3, h, w), coef_mask (B, 9, h, w).
+        Returns 'term' (bits of the sampled term) and 'prior' (bits of KL(q(z_T|y) || N(0, 1))).
+        """
+        c = self.detail_scale(level)[None, :, None, None]
+        y = details / c
+        band_mask = coef_mask[:, :3]
+        gam = self.gammas(level, steps) if steps > 0 else torch.zeros(1)
+        t_idx = (t - 1).clamp(min=0, max=max(steps - 1, 0))
+        gamma_t = torch.where(t > 0, gam[t_idx], torch.full_like(t_idx, DIRECT_GAMMA, dtype=torch.float32))
+        alpha_t, sigma_t = schedule.alpha_sigma(gamma_t, torch)
+        direct = (t == 0)[:, None, None, None]
+        eps = torch.randn_like(y)
+        z = torch.where(direct, torch.zeros_like(y), alpha_t[:, None, None, None] * y + sigma_t[:, None, None, None] * eps)
+        z = z * coef_mask
+        out = self.network(z, coarse, band_mask, chroma, level, gamma_t)
+        raw_mean, raw_log_scale, raw_log_var = out.split(COEFS, dim=1)
+        g4 = gamma_t[:, None, None, None]
+        # decoder / direct term
+        mean_d, scale_d = schedule.decoder_laplace(z, raw_mean, raw_log_scale, g4, c, torch)
+        dec_bits = -(schedule.laplace_bin_log2prob(details, mean_d, scale_d, torch) * coef_mask).sum(dim=(1, 2, 3))
+        # diffusion KL term for t >= 2
+        if steps >= 2:
+            # elements with t < 2 get a harmless stand-in for gamma_{t-1} (their KL is discarded)
+            g_s = torch.where(t >= 2, gam[(t_idx - 1).clamp(min=0)], gamma_t - 1.0)[:, None, None, None]
+            mean_q, std_q = schedule.posterior(z, y, g_s, g4, torch)
+            y_hat = schedule.predict_y(z, raw_mean, g4, torch)
+            mean_p, _ = schedule.posterior(z, y_hat, g_s, g4, torch)
+            std_p = schedule.reverse_std(std_q, raw_log_var, torch)
+            kl_bits = (schedule.gaussian_kl(mean_q, std_q, mean_p, std_p, torch) * coef_mask).sum(dim=(1, 2, 3)) / math.log(2)
+            term = torch.where(t >= 2, kl_bits, dec_bits)
+        else:
+            term = dec_bits
+        if steps > 0:
+            a_T, s_T = schedule.alpha_sigma(gam[-1], torch)
+            prior_nats = 0.5 * (s_T**2 + a_T**2 * y**2 - 1.0 - torch.log(s_T**2))
+            prior = (prior_nats * coef_mask).sum(dim=(1, 2, 3)) / math.log(2)
+        else:
+            prior = torch.zeros_like(term)
+        return {"term": term, "prior": prior}
+
+    def top_bits(self, top: torch.Tensor, chan_mask: torch.Tensor) -> torch.Tensor:
+        """Bits of the top image (B, 3, h, w) under the per-channel Laplace, masked by (B, 3)."""
+        mean = self.top_mean[None, :, None, None].expand_as(top)
+        scale = torch.exp(self.top_log_scale)[None, :, None, None].expand_as(top)
+        return -(schedule.laplace_bin_log2prob(top, mean, scale, torch) * chan_mask[:, :, None, None]).sum(dim=(1, 2, 3))
+
+
+# --- model files -------------------------------------------------------------------------------
+def save_model(model: MultiscalePrior, path: Path) -> None:
+    """Write config + float32 weights to one small file."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save({"config": asdict(model.config), "state": state}, path)
+
+
+def load_model(path: Path) -> tuple[MultiscalePrior, str]:
+    """Load a model file; returns (model in eval mode, sha256 of the file)."""
+    data = Path(path).read_bytes()
+    blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    model = MultiscalePrior(PriorConfig(**blob["config"]))
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model, hashlib.sha256(data).hexdigest()
+
+
+def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_mask: np.ndarray, chroma: float,
+                level: int, gamma: float) -> np.ndarray:
+    """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1.
+
+    The coder calls this with identical inputs on both sides, so the outputs are bit-identical.
+    """
+    with torch.no_grad():
+        out = model.network(
+            torch.from_numpy(z.astype(np.float32))[None],
+            torch.from_numpy(coarse.astype(np.float32))[None],
+            torch.from_numpy(band_mask.astype(np.float32))[None],
+            torch.tensor([chroma], dtype=torch.float32),
+            level,
+            torch.tensor([gamma], dtype=torch.float32),
+        )
+    return out[0].double().numpy()

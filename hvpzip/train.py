@@ -1,0 +1,146 @@
+"""Training of the multiscale prior: random crops, exact discrete-time negative ELBO, EMA, checkpoints."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import data
+from .prior import MultiscalePrior, PriorConfig, save_model
+
+SCALAR_LR_BOOST = 10.0  # schedule endpoints and top-model scalars learn this much faster
+
+
+def level_tensors(lv: data.LevelBatch, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Level arrays as channels_last float32 tensors on `device`."""
+    return tuple(torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)
+                 for a in (lv.details, lv.coarse, lv.coef_mask))
+
+
+def batch_terms(model: MultiscalePrior, levels: list[data.LevelBatch], tops: np.ndarray, chroma: np.ndarray,
+                steps: int, t_of: Callable[[int], torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-element bits summed over levels: 'top', 'term' (term t_of(level) of each element) and 'prior'."""
+    ch = torch.from_numpy(chroma).to(device)
+    out = {"top": model.top_bits(torch.from_numpy(tops).to(device), torch.stack([torch.ones_like(ch), ch, ch], 1))}
+    out["term"] = out["prior"] = torch.zeros_like(out["top"])
+    for j, lv in enumerate(levels):
+        details, coarse, mask = level_tensors(lv, device)
+        terms = model.level_loss_terms(details, coarse, mask, ch, j + 1, t_of(j), steps)
+        out["term"], out["prior"] = out["term"] + terms["term"], out["prior"] + terms["prior"]
+    return out
+
+
+def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], map_name: str, steps: int,
+             device: torch.device, seed: int = 0) -> dict[str, float]:
+    """Exact-sum validation bpsp (every term, fixed noise): T-step negative ELBO and the direct model."""
+    levels, tops, chroma = data.batch_levels(samples, map_name)
+    subpixels = float(sum(p.shape[1] * p.shape[2] * (1 + 2 * ch) for p, ch in samples))
+    torch.manual_seed(seed)
+    n = len(samples)
+    with torch.no_grad():
+        d = batch_terms(model, levels, tops, chroma, 0, lambda j: torch.zeros(n, dtype=torch.long), device)
+        direct = (d["top"] + d["term"]).sum().item()
+        elbo = 0.0
+        for t in range(1, steps + 1):
+            e = batch_terms(model, levels, tops, chroma, steps, lambda j: torch.full((n,), t, dtype=torch.long), device)
+            elbo += e["term"].sum().item() + (e["top"] + e["prior"]).sum().item() * (t == 1)
+    return {"direct_bpsp": float(direct / subpixels), "elbo_bpsp": float(elbo / subpixels)}
+
+
+def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 32,
+          blocks: int = 4, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
+          map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
+          log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir."""
+    device = torch.device(device_name)
+    torch.manual_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = data.list_images(data_dir)
+    train_files, val_files = data.split_train_val(files, val_fraction, seed)
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        config = PriorConfig(**ckpt["config"])
+        log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
+    else:
+        ckpt = None
+        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks,
+                             detail_scales=data.detail_rms(train_files[::4], map_name))
+    model = MultiscalePrior(config).to(device).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model)
+    schedule_params = [model.gamma_min, model.gamma_span, model.top_mean, model.top_log_scale]
+    opt = torch.optim.Adam([{"params": list(model.denoiser.parameters()), "scale": 1.0},
+                            {"params": schedule_params, "scale": SCALAR_LR_BOOST}], lr=lr)
+    iteration = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        iteration = ckpt["iteration"]
+    sampler = data.CropSampler(train_files, crop, seed + iteration)
+    val_samples = [data.crop_to_planes(center_crop(data.load_rgb(p), 256), False) for p in val_files]
+    manifest = {"config": asdict(config), "seed": seed, "crop": crop, "batch": batch, "lr": lr,
+                "train_files": [str(p.relative_to(data_dir)) for p in train_files],
+                "val_files": [str(p.relative_to(data_dir)) for p in val_files]}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    T = config.steps
+    subpixels = crop * crop * 3
+    start, last_save = time.time(), time.time()
+    elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
+    with (out_dir / "log.jsonl").open("a") as logf:
+        while iteration < max_iters and (time.time() - start) / 60 < max_minutes:
+            samples = [sampler.sample() for _ in range(batch)]
+            levels, tops, chroma = data.batch_levels(samples, config.map_name)
+            gen = lambda j: torch.randint(0, T + 1, (batch,))
+            terms = batch_terms(model, levels, tops, chroma, T, gen, device)
+            bits = terms["top"] + (T + 1) * terms["term"] + terms["prior"]  # unbiased: direct NLL + T-step NELBO
+            loss = bits.mean() / subpixels
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["scale"] * min(1.0, (iteration + 1) / 100)
+            opt.step()
+            iteration += 1
+            decay = min(0.999, (1 + iteration) / (10 + iteration))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - decay)
+            record = {"iteration": iteration, "loss_bpsp": loss.item(), "seconds": elapsed_before + time.time() - start}
+            if iteration % eval_every == 0:
+                record.update({f"val_{k}": v for k, v in evaluate(ema, val_samples, config.map_name, T, device).items()})
+                log(json.dumps(record))
+            elif iteration % 20 == 0:
+                log(json.dumps(record))
+            logf.write(json.dumps(record) + "\n")
+            logf.flush()
+            if time.time() - last_save > 300 or iteration % eval_every == 0:
+                save_checkpoint(ckpt_path, model, ema, opt, iteration, elapsed_before + time.time() - start)
+                save_model(ema, out_dir / "model.pt")
+                last_save = time.time()
+    save_checkpoint(ckpt_path, model, ema, opt, iteration, elapsed_before + time.time() - start)
+    save_model(ema, out_dir / "model.pt")
+    return out_dir / "model.pt"
+
+
+def center_crop(im: np.ndarray, size: int) -> np.ndarray:
+    """Central size x size crop of a (C, H, W) array (smaller images are kept whole)."""
+    h, w = im.shape[1:]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return np.ascontiguousarray(im[:, y : y + size, x : x + size])
+
+
+def save_checkpoint(path: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer,
+                    iteration: int, seconds: float) -> None:
+    """Atomically write everything needed to resume."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": asdict(model.config), "model": model.state_dict(), "ema": ema.state_dict(),
+                "opt": opt.state_dict(), "iteration": iteration, "train_seconds": seconds}, tmp)
+    tmp.replace(path)

@@ -1,0 +1,66 @@
+"""ANS stack primitives: exact mirrors, honest costs, escapes for far-off symbols."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hvpzip import schedule
+from hvpzip.coder import AnsStack, snap_params
+
+LIMIT = 1 << 23
+
+
+def test_push_pop_round_trip_with_escapes():
+    rng = np.random.default_rng(0)
+    stack, calls = AnsStack(), []
+    for i in range(60):
+        n = int(rng.integers(1, 200))
+        mean, std = rng.normal(0, 100, n), np.exp(rng.normal(0, 2, n))
+        symbols = np.round(rng.normal(mean, std * rng.choice([1, 1000], n))).astype(np.int64)
+        if i == 7:
+            symbols[0] = int(round(mean[0])) + 3_000_000  # far outside the window: escape code
+            symbols[1] = -LIMIT  # the range's ends are reachable
+            symbols[2] = LIMIT
+        kind = ("gaussian", "laplace")[i % 2]
+        stack.push(kind, symbols, mean, std, -LIMIT, LIMIT)
+        calls.append((kind, symbols, mean, std))
+    reader = AnsStack(stack.words())
+    for kind, symbols, mean, std in reversed(calls):
+        assert np.array_equal(reader.pop(kind, mean, std, len(symbols), -LIMIT, LIMIT), symbols)
+
+
+def test_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="outside"):
+        AnsStack().push("gaussian", np.array([11]), 0.0, 1.0, -10, 10)
+
+
+def test_pops_stay_in_range_even_from_improbable_states():
+    """An improbable push makes the next pop improbable too; values must still stay in range and mirror."""
+    stack = AnsStack(np.random.default_rng(4).integers(1, 2**32, 100, dtype=np.uint64).astype(np.uint32))
+    stack.push("gaussian", np.array([900] * 5), 0.0, 1.0, -1000, 1000)  # ~24 bits each, far tail
+    k = stack.pop("gaussian", np.zeros(5), 1.0, 5, -1000, 1000)
+    assert np.abs(k).max() <= 1000
+    stack.push("gaussian", k, np.zeros(5), 1.0, -1000, 1000)
+    assert np.array_equal(stack.pop("gaussian", np.zeros(5), 1.0, 5, -1000, 1000), [900] * 5)
+
+
+def test_cost_matches_laplace_information_content():
+    rng = np.random.default_rng(1)
+    mean, scale = rng.normal(0, 20, 20000), np.exp(rng.normal(1, 0.5, 20000))
+    symbols = np.round(mean + rng.laplace(0, scale)).astype(np.int64)
+    stack = AnsStack()
+    stack.push("laplace", symbols, mean, scale, -LIMIT, LIMIT)
+    m, s = snap_params(mean, scale)
+    ideal = -schedule.laplace_bin_log2prob(symbols.astype(float), m, s, np).sum()
+    assert abs(stack.num_bits() - ideal) / ideal < 0.002
+
+
+def test_pops_sample_the_distribution():
+    """Popping from random bits samples the quantized Gaussian (bits-back relies on it)."""
+    words = np.random.default_rng(2).integers(1, 2**32, 40000, dtype=np.uint64).astype(np.uint32)
+    mean = np.random.default_rng(3).normal(0, 1000, 50000)
+    k = AnsStack(words).pop("gaussian", mean, 5.4, 50000, -LIMIT, LIMIT)
+    assert abs(np.std(k - mean) - math.sqrt(5.4**2 + 1 / 12)) < 0.1
+    assert np.abs(k - mean).max() < 16 * 5.4 + 1
