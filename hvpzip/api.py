@@ -33,7 +33,8 @@ class Model:
 
     @property
     def default_steps(self) -> int:
-        return self.prior.config.steps
+        config = self.prior.config
+        return config.steps if config.default_steps is None else config.default_steps
 
 
 def default_model_path() -> Path:

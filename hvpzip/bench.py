@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,22 +61,6 @@ def _jpegls() -> Codec:
 DEFAULT_CODECS = ("hvpzip", "png", "webp", "jxl-e7", "jxl-e9", "jpeg2000", "jpegls", "qoi")
 
 
-def find_dataset(name: str, data_dir: Path | None) -> Path:
-    """--data-dir, else NAME if it is a folder, else $HVPZIP_DATA/NAME, else ../shared/datasets/NAME."""
-    import os
-
-    candidates = [data_dir] if data_dir is not None else []
-    candidates += [Path(name)]
-    if "HVPZIP_DATA" in os.environ:
-        candidates.append(Path(os.environ["HVPZIP_DATA"]) / name)
-    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / name)
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(f"dataset '{name}' not found; put its images in a folder and pass --data-dir DIR "
-                            f"(or set HVPZIP_DATA to a folder containing '{name}/')")
-
-
 def reference_codecs() -> dict[str, Codec]:
     """Name -> (encode, decode) for the reference codecs available here."""
     import imagecodecs
@@ -106,35 +91,50 @@ def hvpzip_codec(steps: int | None) -> tuple[Callable[[np.ndarray], tuple[bytes,
     return enc, lambda b: decompress(b, model)
 
 
-def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | None], limit: int | None,
-                  progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Every codec on every image (round trips verified bit-exact; a mismatch raises)."""
-    files = list_images(folder)[:limit]
+def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None]) -> list[Row]:
+    """Every codec on one image; each round trip verified bit-exact (a mismatch raises)."""
+    pixels = np.array(Image.open(path).convert("RGB"))
+    h, w = pixels.shape[:2]
     refs = reference_codecs()
+    rows = []
+    for name in codec_names:
+        variants = ([(f"hvpzip-T{'default' if s is None else s}", s) for s in steps_list] if name == "hvpzip"
+                    else [(name, None)])
+        for label, steps in variants:
+            enc, dec = hvpzip_codec(steps) if name == "hvpzip" else refs[name]
+            t0 = time.perf_counter()
+            out = enc(pixels)
+            t1 = time.perf_counter()
+            data, elbo = out if isinstance(out, tuple) else (out, None)
+            back = dec(data)
+            t2 = time.perf_counter()
+            if not np.array_equal(back, pixels):
+                raise RuntimeError(f"{label} round trip of {path.name} is NOT bit-exact")
+            sub = h * w * 3
+            rows.append(Row(label, path.name, w, h, len(data), 8 * len(data) / sub, t1 - t0, t2 - t1,
+                            None if elbo is None else elbo / sub))
+    return rows
+
+
+def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | None], limit: int | None,
+                  workers: int = 1, progress: Callable[[Row], None] | None = None) -> list[Row]:
+    """`bench_image` over the first `limit` images of a folder, in `workers` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from tqdm import tqdm
+
+    files = list_images(folder)[:limit]
+    job = partial(bench_image, codec_names=codec_names, steps_list=steps_list)
     rows: list[Row] = []
-    for path in files:
-        pixels = np.array(Image.open(path).convert("RGB"))
-        h, w = pixels.shape[:2]
-        for name in codec_names:
-            variants = [(f"hvpzip-T{s if s is not None else 'default'}", s) for s in steps_list] if name == "hvpzip" else [(name, None)]
-            for label, steps in variants:
-                if name == "hvpzip":
-                    enc, dec = hvpzip_codec(steps)
-                else:
-                    enc, dec = refs[name]
-                t0 = time.perf_counter()
-                out = enc(pixels)
-                t1 = time.perf_counter()
-                data, elbo = out if isinstance(out, tuple) else (out, None)
-                back = dec(data)
-                t2 = time.perf_counter()
-                if not np.array_equal(back, pixels):
-                    raise RuntimeError(f"{label} round trip of {path.name} is NOT bit-exact")
-                sub = h * w * 3
-                rows.append(Row(label, path.name, w, h, len(data), 8 * len(data) / sub, t1 - t0, t2 - t1,
-                                None if elbo is None else elbo / sub))
+    with tqdm(total=len(files), desc="images", unit="img", file=sys.stderr, disable=None) as bar:
+        results = ProcessPoolExecutor(workers).map(job, files) if workers > 1 else map(job, files)
+        for image_rows in results:
+            rows += image_rows
+            for row in image_rows:
                 if progress:
-                    progress(f"{path.name} {label}: {8 * len(data) / sub:.3f} bpsp, {t1 - t0:.1f}+{t2 - t1:.1f} s")
+                    progress(row)
+            bar.update(1)
     return rows
 
 
@@ -151,8 +151,30 @@ def summarize(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[Row], path: Path) -> None:
+    """Mean bpsp against total encode seconds per codec (log time axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for codec in dict.fromkeys(r.codec for r in rows):
+        rs = [r for r in rows if r.codec == codec]
+        x, y = sum(r.encode_s for r in rs), float(np.mean([r.bpsp for r in rs]))
+        ax.scatter(x, y)
+        ax.annotate(codec, (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"total encode seconds ({len({r.image for r in rows})} images)")
+    ax.set_ylabel("mean bits per sub-pixel")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_results(rows: list[Row], out_dir: Path) -> None:
-    """results.json, results.csv and summary.md into out_dir."""
+    """results.json, results.csv, summary.md and plot.png into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     with (out_dir / "results.csv").open("w", newline="") as f:
@@ -160,3 +182,4 @@ def write_results(rows: list[Row], out_dir: Path) -> None:
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
     (out_dir / "summary.md").write_text(summarize(rows) + "\n")
+    plot(rows, out_dir / "plot.png")

@@ -257,12 +257,15 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
               show_default=True, help="Comma-separated: hvpzip, png, webp, webp-max, jxl-e7, jxl-e9, jpeg2000, jpegls, qoi.")
 @click.option("--steps", "steps_text", default="default", show_default=True,
               help="hvpzip step counts to run, comma-separated (e.g. 0,4); 'default' is the model's.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Images in parallel (timings then share the CPU).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write results.json, results.csv and summary.md here.")
-def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str,
+              help="Write results.json, results.csv, summary.md and plot.png here.")
+def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str, workers: int,
           out_dir: Path | None) -> None:
     """Compare hvpzip with reference lossless codecs (every round trip verified bit-exact)."""
     from . import bench as harness
+    from .datasets import find_dataset
 
     names = [c.strip() for c in codecs.split(",") if c.strip()]
     known = set(harness.reference_codecs()) | {"hvpzip"}
@@ -274,10 +277,43 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
     except ValueError:
         raise click.UsageError("--steps takes integers or 'default', comma-separated") from None
     try:
-        folder = harness.find_dataset(dataset, data_dir)
-        rows = harness.run_benchmark(folder, names, steps_list, limit, lambda s: click.echo(s, err=True))
+        folder = find_dataset(dataset, data_dir)
+        rows = harness.run_benchmark(folder, names, steps_list, limit, workers, lambda r: click.echo(
+            f"{r.image} {r.codec}: {r.bpsp:.4f} bpsp, {r.encode_s:.1f} + {r.decode_s:.1f} s", err=True))
     except (FileNotFoundError, RuntimeError, OSError) as err:
         raise click.ClickException(str(err)) from None
+    if not rows:
+        raise click.ClickException(f"no images found in {folder}")
     click.echo(harness.summarize(rows))
     if out_dir is not None:
         harness.write_results(rows, out_dir)
+
+
+@main.command("export")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Training run folder (model.pt and model_card.json).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Model file to write, e.g. models/hvpzip-small.pt; its card goes beside it as MODEL_CARD.json.")
+@click.option("--default-steps", type=click.IntRange(0, 255), default=None, help="T that compress uses by default.")
+@click.option("--bench", "bench_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="results.json of a benchmark run to record in the model card.")
+def export_model(run_dir: Path, out_path: Path, default_steps: int | None, bench_json: Path | None) -> None:
+    """Ship a trained model: copy its EMA weights with the default T, and write its model card."""
+    import hashlib
+
+    from .prior import load_model, save_model
+
+    prior, _ = load_model(run_dir / "model.pt")
+    prior.config.default_steps = default_steps
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(prior, out_path)
+    card = json.loads((run_dir / "model_card.json").read_text())
+    card.update({"model_file": out_path.name, "default_steps": default_steps,
+                 "sha256": hashlib.sha256(out_path.read_bytes()).hexdigest()})
+    if bench_json is not None:
+        from .bench import Row, summarize
+
+        rows = [Row(**r) for r in json.loads(bench_json.read_text())]
+        card["benchmark"] = {"source": str(bench_json), "summary_markdown": summarize(rows).splitlines()}
+    (out_path.parent / "MODEL_CARD.json").write_text(json.dumps(card, indent=1))
+    click.echo(f"wrote {out_path} and {out_path.parent / 'MODEL_CARD.json'}")

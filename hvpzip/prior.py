@@ -31,7 +31,8 @@ class PriorConfig:
     """Everything needed to rebuild a model; stored with its weights."""
 
     map_name: str = "haar"
-    steps: int = 4
+    steps: int = 4  # the T the model was trained at
+    default_steps: int | None = None  # the T `compress` uses by default (None: `steps`), chosen by benchmark
     width: int = 32
     blocks: int = 4
     embed: int = 64

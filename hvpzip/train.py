@@ -86,7 +86,11 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         iteration = ckpt["iteration"]
     sampler = data.CropSampler(train_files, crop, seed + iteration)
     val_samples = [data.crop_to_planes(center_crop(data.load_rgb(p), 256), False) for p in val_files]
-    manifest = {"config": asdict(config), "seed": seed, "crop": crop, "batch": batch, "lr": lr,
+    last_val = None
+    command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
+               f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}")
+    manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
+                "batch": batch, "lr": lr,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files]}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -121,13 +125,24 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
                 log(json.dumps(record))
             logf.write(json.dumps(record) + "\n")
             logf.flush()
+            if "val_elbo_bpsp" in record:
+                last_val = record
             if time.time() - last_save > 300 or iteration % eval_every == 0:
-                save_checkpoint(ckpt_path, model, ema, opt, iteration, elapsed_before + time.time() - start)
-                save_model(ema, out_dir / "model.pt")
+                export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start, manifest, last_val)
                 last_save = time.time()
-    save_checkpoint(ckpt_path, model, ema, opt, iteration, elapsed_before + time.time() - start)
-    save_model(ema, out_dir / "model.pt")
+    export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start, manifest, last_val)
     return out_dir / "model.pt"
+
+
+def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer, iteration: int,
+           seconds: float, manifest: dict, last_val: dict | None) -> None:
+    """Checkpoint, EMA model file and its model card (config, data, training amount, last validation)."""
+    save_checkpoint(out_dir / "checkpoint.pt", model, ema, opt, iteration, seconds)
+    save_model(ema, out_dir / "model.pt")
+    card = {"model_file": "model.pt", "training_command": manifest["command"], "iterations": iteration,
+            "train_seconds": round(seconds), "device": manifest["device"], "last_validation": last_val,
+            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "val_files", "train_files")}}
+    (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
 
 
 def center_crop(im: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""`hvpzip bench`: tables, result files, verified round trips, dataset lookup and the checked download."""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import DATASETS, smooth_image
+from hvpzip import datasets
+from hvpzip.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(32, 48, 3, seed=i)).save(d / f"{i}.png")
+    return d
+
+
+def test_bench_writes_table_and_files(folder, tmp_path):
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["bench", "--dataset", str(folder), "--codecs", "hvpzip,png,qoi", "--steps", "0,1",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "| hvpzip-T0 | 2 |" in r.stdout and "| png | 2 |" in r.stdout and "| qoi | 2 |" in r.stdout
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 2 * 4
+    assert all(row["neg_elbo_bpsp"] for row in rows if row["codec"].startswith("hvpzip"))
+    assert (out / "results.csv").read_text().count("\n") == 9 and (out / "plot.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--codecs", "png,zip"], "unknown codec"),
+    (["--dataset", "no-such-dataset"], "not found"),
+])
+def test_bench_bad_arguments(args, fragment):
+    r = CliRunner().invoke(main, ["bench", *args])
+    assert r.exit_code != 0 and fragment in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_empty_folder(tmp_path):
+    r = CliRunner().invoke(main, ["bench", "--dataset", str(tmp_path)])
+    assert r.exit_code != 0 and "no images" in r.stderr
+
+
+@pytest.mark.skipif(not (DATASETS / "kodak" / "kodim01.png").exists(), reason="needs a local Kodak copy to serve")
+def test_kodak_download_is_verified(tmp_path):
+    served = tmp_path / "served"
+    shutil.copytree(DATASETS / "kodak", served)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        got = datasets.download_kodak(tmp_path / "cache", url)
+        assert sorted(p.name for p in got.glob("*.png")) == sorted(datasets.kodak_checksums())
+        (served / "kodim05.png").write_bytes(b"tampered")
+        (got / "kodim05.png").unlink()
+        with pytest.raises(FileNotFoundError, match="SHA-256"):
+            datasets.download_kodak(tmp_path / "cache", url)
+    finally:
+        server.shutdown()
+
+
+def test_offline_download_says_where_to_put_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        datasets.download_kodak(tmp_path / "cache", "http://127.0.0.1:9/")
