@@ -140,13 +140,14 @@ def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | N
 
 def summarize(rows: list[Row]) -> str:
     """Markdown table: mean bpsp and total seconds per codec."""
-    lines = ["| codec | images | mean bpsp | mean neg-ELBO bpsp | encode s (total) | decode s (total) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| codec | images | mean bpsp | mean neg-ELBO bpsp | max size/ELBO gap | encode s (total) "
+             "| decode s (total) |", "|---|---|---|---|---|---|---|"]
     for codec in dict.fromkeys(r.codec for r in rows):
         rs = [r for r in rows if r.codec == codec]
-        elbos = [r.neg_elbo_bpsp for r in rs if r.neg_elbo_bpsp is not None]
-        elbo = f"{np.mean(elbos):.4f}" if elbos else "-"
-        lines.append(f"| {codec} | {len(rs)} | {np.mean([r.bpsp for r in rs]):.4f} | {elbo} | "
+        with_elbo = [r for r in rs if r.neg_elbo_bpsp is not None]
+        elbo = f"{np.mean([r.neg_elbo_bpsp for r in with_elbo]):.4f}" if with_elbo else "-"
+        gap = f"{max(abs(r.bpsp / r.neg_elbo_bpsp - 1) for r in with_elbo):.2%}" if with_elbo else "-"
+        lines.append(f"| {codec} | {len(rs)} | {np.mean([r.bpsp for r in rs]):.4f} | {elbo} | {gap} | "
                      f"{sum(r.encode_s for r in rs):.1f} | {sum(r.decode_s for r in rs):.1f} |")
     return "\n".join(lines)
 

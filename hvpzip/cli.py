@@ -127,7 +127,7 @@ def _model(model_path: Path | None):
 def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int | None, as_json: bool,
              verbose: bool, quiet: bool, model_path: Path | None) -> None:
     """Compress images (PNG or anything Pillow reads) to .hvpz files, losslessly."""
-    from .api import encode_image, work_units
+    from .api import encode_image, mode_of, work_units
     from .images import read_image
 
     _check_stdout(inputs, out, as_json)
@@ -141,7 +141,7 @@ def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int |
         start = time.perf_counter()
         h, w = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        with _progress_bar(work_units(h, w, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]), quiet, name) as bar:
+        with _progress_bar(work_units(h, w, mode_of(pixels)), quiet, name) as bar:
             result = encode_image(pixels, steps, model, bar.update)
         seconds = time.perf_counter() - start
         _write_output(target, result.data, force)
@@ -203,11 +203,12 @@ def decompress(inputs: tuple[str, ...], out: str | None, force: bool, as_json: b
 def info(inputs: tuple[str, ...], as_json: bool) -> None:
     """Print the header of .hvpz files."""
     from . import container
+    from .codec import MODES
 
     def job(name: str, out: str | None) -> dict:
         data = _read_input(name)
         header, offset = container.unpack_header(data)
-        channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[header.mode]
+        channels = MODES[header.mode]
         record = {"input": name, "format_version": container.VERSION, **header.to_dict(), "channels": channels,
                   "bytes": len(data), "payload_bytes": max(0, len(data) - offset - 4),
                   "bpsp": 8 * len(data) / (header.width * header.height * channels)}

@@ -18,8 +18,10 @@ from .coder import AnsStack, snap_params
 from .prior import DIRECT_GAMMA, MultiscalePrior, raw_outputs
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
 TILE = 64  # coding tile side, in positions of a level
 GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
+SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
 LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid within +-LATENT_LIMIT
 Rect = tuple[int, int, int, int]
@@ -68,19 +70,20 @@ def planes_image(planes: list[np.ndarray], mode: str) -> np.ndarray:
 
 def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before: int,
                   tile: int = TILE, growth: float = GROWTH) -> list[Rect]:
-    """Rectangles (y0, y1, x0, x1) covering a level's position grid, in encoding order.
+    """Rectangles (y0, y1, x0, x1) covering a level's position grid, in encoding order, each with the
+    number of coefficients coded before it.
 
     Regular tiles in raster order, each split in halves (recursively) while it holds more than
     `growth` times the coefficients coded before it; so an image starts from a single position.
     """
-    rects: list[Rect] = []
+    rects: list[tuple[Rect, int]] = []
     coded = coded_before
 
     def place(y0: int, y1: int, x0: int, x1: int) -> None:
         nonlocal coded
         size = (y1 - y0) * (x1 - x0) * coefs_per_position
         if size <= max(coefs_per_position, growth * coded):
-            rects.append((y0, y1, x0, x1))
+            rects.append(((y0, y1, x0, x1), coded))
             coded += size
         elif y1 - y0 >= x1 - x0:
             mid = (y0 + y1) // 2
@@ -105,7 +108,7 @@ class LevelPlan:
     level: int  # 1 = finest
     shape: tuple[int, int]  # (H, W) of the image this level splits
     chroma: float
-    rects: list[Rect]
+    rects: list[tuple[Rect, int]]  # tiles in encoding order, each with the coefficients coded before it
 
 
 def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int) -> list[LevelPlan]:
@@ -138,13 +141,19 @@ class Codec:
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
 
+    def tile_steps(self, coded_before: int) -> int:
+        """Diffusion steps for a tile: the first tiles of an image use the direct model (T = 0), so
+        bits-back never pops from an empty stack (garbage latents); their bits seed the later pops."""
+        return 0 if coded_before < SEED_COEFFICIENTS else self.steps
+        self.map_name = model.config.map_name
+
     # --- per-level constants ------------------------------------------------------------------
-    def _level_constants(self, level: int) -> tuple[np.ndarray, list[float], list[float]]:
-        """(c (9,1,1), gammas, latent grids) for a level."""
+    def _level_constants(self, level: int, steps: int) -> tuple[np.ndarray, list[float], list[float]]:
+        """(c (9,1,1), gammas, latent grids) for a level at `steps` diffusion steps."""
         c = self.model.detail_scale(level).double().numpy()[:, None, None]
-        if self.steps == 0:
+        if steps == 0:
             return c, [], []
-        gammas = self.model.gammas_float(level, self.steps)
+        gammas = self.model.gammas_float(level, steps)
         return c, gammas, [float(g) for g in schedule.latent_grids(gammas, np)]
 
     def _net(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int, gamma: float):
@@ -152,13 +161,13 @@ class Codec:
 
     # --- one tile ---------------------------------------------------------------------------------
     def encode_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
-                    chroma: float, level: int) -> float:
+                    chroma: float, level: int, steps: int) -> float:
         """Code one tile's details (9, h, w); returns its negative-ELBO contribution in bits."""
-        c, gammas, grids = self._level_constants(level)
+        c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         symbols = details[mask]
         y = details / c
-        if self.steps == 0:
+        if steps == 0:
             raw_mean, raw_ls, _ = self._net(np.zeros_like(y), coarse, band, chroma, level, DIRECT_GAMMA)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
             return self._push_laplace(stack, symbols, mean[mask], scale[mask])
@@ -168,7 +177,7 @@ class Codec:
         raw_mean, raw_ls, _ = self._net(z, coarse, band, chroma, level, gammas[0])
         mean, scale = schedule.decoder_laplace(z, raw_mean, raw_ls, gammas[0], c, np)
         bits = self._push_laplace(stack, symbols, mean[mask], scale[mask])
-        for t in range(1, self.steps):
+        for t in range(1, steps):
             a, s = schedule.forward_transition(gammas[t - 1], gammas[t], np)
             k_next = pop_latent(stack, a * z[mask], s, grids[t], symbols.size)
             z_next = self._latent(k_next, grids[t], mask)
@@ -182,20 +191,21 @@ class Codec:
         prior_nats = 0.5 * (s_T**2 + a_T**2 * y[mask] ** 2 - 1.0 - math.log(s_T**2))
         return bits + float(prior_nats.sum()) / math.log(2)
 
-    def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int) -> np.ndarray:
+    def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
+                    steps: int) -> np.ndarray:
         """Mirror of `encode_tile`: returns the tile's details (9, h, w)."""
-        c, gammas, grids = self._level_constants(level)
+        c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         count = int(mask.sum())
         details = np.zeros(mask.shape, dtype=np.int64)
-        if self.steps == 0:
+        if steps == 0:
             raw_mean, raw_ls, _ = self._net(np.zeros(mask.shape), coarse, band, chroma, level, DIRECT_GAMMA)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
             details[mask] = stack.pop("laplace", mean[mask], scale[mask], count, -VALUE_LIMIT, VALUE_LIMIT)
             return details
         k = pop_latent(stack, 0.0, 1.0, grids[-1], count)
         z = self._latent(k, grids[-1], mask)
-        for t in range(self.steps - 1, 0, -1):
+        for t in range(steps - 1, 0, -1):
             mean_p, std_p = self._reverse(z, coarse, band, chroma, level, gammas[t - 1], gammas[t])
             k_prev = pop_latent(stack, mean_p[mask], std_p[mask], grids[t - 1], count)
             z_prev = self._latent(k_prev, grids[t - 1], mask)
@@ -265,9 +275,9 @@ class Codec:
             j = plan.level - 1
             details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
             mask = coef_mask(plan.shape, plan.chroma)
-            for y0, y1, x0, x1 in plan.rects:
+            for (y0, y1, x0, x1), coded_before in plan.rects:
                 bits += self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
-                                         mask[:, y0:y1, x0:x1], plan.chroma, plan.level)
+                                         mask[:, y0:y1, x0:x1], plan.chroma, plan.level, self.tile_steps(coded_before))
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             if plan.level == levels:
@@ -280,7 +290,7 @@ class Codec:
     def decode(self, words: np.ndarray, mode: str, height: int, width: int,
                progress: Progress | None = None) -> np.ndarray:
         """Mirror of `encode`: ANS words -> pixels."""
-        chroma_flags = [1.0] + ([0.0] if mode == "RGBA" else []) if mode in ("RGB", "RGBA") else [0.0] * MODES[mode]
+        chroma_flags = PLANE_CHROMA[mode]
         levels = maps.num_levels(height, width)
         stack = AnsStack(words)
         planes: list[np.ndarray] = [np.zeros(0)] * len(chroma_flags)
@@ -296,9 +306,9 @@ class Codec:
                 current = self.decode_top(stack, (hc, wc), plan.chroma)
             mask = coef_mask(plan.shape, plan.chroma)
             details = np.zeros((9, hc, wc), dtype=np.int64)
-            for y0, y1, x0, x1 in reversed(plan.rects):
+            for (y0, y1, x0, x1), coded_before in reversed(plan.rects):
                 details[:, y0:y1, x0:x1] = self.decode_tile(stack, current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
-                                                            plan.chroma, plan.level)
+                                                            plan.chroma, plan.level, self.tile_steps(coded_before))
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)
@@ -309,7 +319,7 @@ class Codec:
     @staticmethod
     def work_units(height: int, width: int, mode: str) -> int:
         """Total positions `progress` will report for an image (for a progress bar's total)."""
-        planes = 2 if mode in ("RGBA", "LA") else 1
+        planes = len(PLANE_CHROMA[mode])
         total, h, w = 0, height, width
         for _ in range(maps.num_levels(height, width)):
             h, w = (h + 1) // 2, (w + 1) // 2

@@ -54,7 +54,9 @@ def find_dataset(name: str, data_dir: Path | None = None, base_url: str | None =
         if not data_dir.is_dir():
             raise FileNotFoundError(f"--data-dir {data_dir} is not a folder")
         return data_dir
-    candidates = [Path(name)]
+    if Path(name).is_dir():
+        return Path(name)
+    candidates = []
     if "HVPZIP_DATA" in os.environ:
         candidates.append(Path(os.environ["HVPZIP_DATA"]) / name)
     candidates += [REPO_DATASETS / name, cache_dir() / name]

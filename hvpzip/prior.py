@@ -41,7 +41,7 @@ class PriorConfig:
 
 def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Fixed sinusoidal features of a scalar per batch element."""
-    freqs = torch.exp(torch.linspace(0.0, math.log(100.0), dim // 2, dtype=x.dtype))
+    freqs = torch.exp(torch.linspace(0.0, math.log(100.0), dim // 2, dtype=x.dtype, device=x.device))
     angles = x[:, None] * freqs[None] / 4.0
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
@@ -110,7 +110,7 @@ class MultiscalePrior(nn.Module):
         g_min, g_max = self.gamma_endpoints(level)
         if steps == 1:
             return g_min[None]
-        frac = torch.arange(steps, dtype=torch.float32) / (steps - 1)
+        frac = torch.arange(steps, dtype=torch.float32, device=g_min.device) / (steps - 1)
         return g_min + (g_max - g_min) * frac
 
     def gammas_float(self, level: int, steps: int) -> list[float]:
@@ -122,16 +122,16 @@ class MultiscalePrior(nn.Module):
     def detail_scale(self, level: int) -> torch.Tensor:
         """c_j: per-coefficient normalisation of level j's details (9,)."""
         scales = self.config.detail_scales
-        return torch.tensor(scales[min(level, len(scales)) - 1], dtype=torch.float32)
+        return torch.tensor(scales[min(level, len(scales)) - 1], dtype=torch.float32, device=self.gamma_min.device)
 
     # --- network --------------------------------------------------------------------------
     def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor,
                 chroma: torch.Tensor, level: int, gamma: torch.Tensor) -> torch.Tensor:
         """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio]."""
-        offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype)[None, :, None, None]
+        offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype, device=coarse.device)[None, :, None, None]
         chroma_map = chroma[:, None, None, None].expand(-1, 1, *z.shape[2:])
         x = torch.cat([z, (coarse - offset) / COARSE_SCALE, band_mask, chroma_map], dim=1)
-        levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long)
+        levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long, device=z.device)
         return self.denoiser(x, levels, gamma)
 
     # --- training / scoring -----------------------------------------------------------------
@@ -145,7 +145,8 @@ class MultiscalePrior(nn.Module):
         c = self.detail_scale(level)[None, :, None, None]
         y = details / c
         band_mask = coef_mask[:, :3]
-        gam = self.gammas(level, steps) if steps > 0 else torch.zeros(1)
+        t = t.to(details.device)
+        gam = self.gammas(level, steps) if steps > 0 else torch.zeros(1, device=details.device)
         t_idx = (t - 1).clamp(min=0, max=max(steps - 1, 0))
         gamma_t = torch.where(t > 0, gam[t_idx], torch.full_like(t_idx, DIRECT_GAMMA, dtype=torch.float32))
         alpha_t, sigma_t = schedule.alpha_sigma(gamma_t, torch)
