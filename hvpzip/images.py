@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
-
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -36,6 +34,3 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
 
-
-def read_image_file(path: Path) -> np.ndarray:
-    return read_image(Path(path).read_bytes())
