@@ -73,3 +73,9 @@ def test_kodak_download_is_verified(tmp_path):
 def test_offline_download_says_where_to_put_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="--data-dir"):
         datasets.download_kodak(tmp_path / "cache", "http://127.0.0.1:9/")
+
+
+def test_bench_unreadable_image(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = CliRunner().invoke(main, ["bench", "--dataset", str(tmp_path), "--codecs", "png"])
+    assert r.exit_code != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
