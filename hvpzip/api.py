@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import MODES, Codec
+from .codec import MODES, Codec, Codelength
 from .container import FormatError, Header
 from .prior import MultiscalePrior, load_model as load_model_file
 
@@ -67,8 +67,13 @@ class Compressed:
     """A compressed image and what the model said about it."""
 
     data: bytes
-    neg_elbo_bits: float
+    codelength: Codelength  # coded bits and the model's negative ELBO, by scale and term
     header: Header
+
+    @property
+    def neg_elbo_bits(self) -> float:
+        """The model's analytic negative ELBO (the payload pays `codelength.total`)."""
+        return self.codelength.analytic
 
 
 class _deterministic:
@@ -103,13 +108,13 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     if not 0 <= steps <= 255:
         raise ValueError("steps must be between 0 and 255")
     with _deterministic():
-        words, bits = Codec(model.prior, steps).encode(pixels, mode, progress)
+        words, codelength = Codec(model.prior, steps).encode(pixels, mode, progress)
     payload, method = container.words_to_bytes(words), container.METHOD_MODEL
     if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
         payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
     header = Header(pixels.shape[1], pixels.shape[0], mode, model.prior.config.map_name, steps, method, model.sha256,
                     container.pixel_crc(pixels), model.name)
-    return Compressed(container.pack(header, payload), bits, header)
+    return Compressed(container.pack(header, payload), codelength, header)
 
 
 def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None) -> bytes:
@@ -159,5 +164,5 @@ def work_units(height: int, width: int, mode: str) -> int:
     return Codec.work_units(height, width, mode)
 
 
-__all__ = ["MODES", "Model", "Compressed", "FormatError", "ModelMismatchError", "load_model", "encode_image",
+__all__ = ["MODES", "Model", "Compressed", "Codelength", "FormatError", "ModelMismatchError", "load_model", "encode_image",
            "compress", "decompress", "mode_of", "work_units"]

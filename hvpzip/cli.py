@@ -17,6 +17,7 @@ from typing import Callable
 import click
 
 from .bench import DEFAULT_CODECS
+from .ood import OOD_KINDS
 
 SUFFIX = ".hvpz"
 
@@ -222,6 +223,142 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         return record
 
     _run_each(inputs, None, as_json, job)
+
+
+def _expand_images(inputs: tuple[str, ...]) -> list[str]:
+    """Files as given; folders replaced by the images below them (sorted)."""
+    from .data import list_images
+
+    names: list[str] = []
+    for name in inputs:
+        if name != "-" and Path(name).is_dir():
+            try:
+                names += [str(p) for p in list_images(Path(name))]
+            except FileNotFoundError as err:
+                raise click.ClickException(str(err)) from None
+        else:
+            names.append(name)
+    return names
+
+
+def _model_on(model_path: Path | None, device: str):
+    """The model, moved to a torch device (checked to exist)."""
+    import torch
+
+    model = _model(model_path)
+    try:
+        model.prior.to(torch.device(device))
+    except (RuntimeError, AssertionError) as err:
+        raise click.ClickException(f"cannot use device {device}: {err}") from None
+    return model
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for the network, e.g. cuda.")
+@model_option
+def score(inputs: tuple[str, ...], steps: int | None, as_json: bool, quiet: bool, device: str,
+          model_path: Path | None) -> None:
+    """Exact negative log-likelihood bound (bpsp) of images or folders of images, by scale and term; writes no file."""
+    from tqdm import tqdm
+
+    from .api import mode_of, work_units
+    from .images import read_image
+    from .score import describe, score_pixels
+
+    names = _expand_images(inputs)
+    model = _model_on(model_path, device)
+    images_bar = tqdm(total=len(names), desc="images", unit="img", file=sys.stderr, delay=2.0,
+                      disable=True if quiet or len(names) == 1 else None)
+
+    def job(name: str, out: str | None) -> dict:
+        pixels = read_image(_read_input(name))
+        h, w = pixels.shape[:2]
+        start = time.perf_counter()
+        with _progress_bar(work_units(h, w, mode_of(pixels)), quiet or len(names) > 1, name) as bar:
+            record = {"input": name, "width": w, "height": h, **score_pixels(pixels, steps, model, bar.update)}
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        images_bar.update()
+        if not as_json:
+            click.echo(describe(record))
+        return record
+
+    with images_bar:
+        _run_each(tuple(names), None, as_json, job)
+
+
+@main.command()
+@click.option("--in-dist", "in_dist", default="kodak", show_default=True,
+              help="In-distribution dataset name or folder (its images also seed the transformed OOD sets).")
+@click.option("--ood", "ood_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Extra OOD folder (repeatable).")
+@click.option("--generated/--no-generated", default=True, show_default=True,
+              help="Also build the reproducible OOD sets: " + ", ".join(OOD_KINDS) + ".")
+@click.option("--count", type=click.IntRange(1), default=24, show_default=True, help="Images per generated set.")
+@click.option("--crop", type=click.IntRange(0), default=256, show_default=True,
+              help="Score central crops of this side (0: whole images).")
+@click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated sets.")
+@click.option("--sets", "sets_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the generated sets here (default: a temporary folder).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write results.json and summary.md here.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for the network, e.g. cuda.")
+@model_option
+def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, crop: int, steps: int | None,
+        seed: int, sets_dir: Path | None, out_dir: Path | None, device: str, model_path: Path | None) -> None:
+    """Out-of-distribution detection: AUROC of likelihood-based scores, in-distribution vs OOD sets."""
+    import tempfile
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from . import ood as detector
+    from .data import list_images, load_rgb
+    from .datasets import find_dataset
+    from .images import read_image
+    from .score import score_pixels
+
+    if not generated and not ood_dirs:
+        raise click.UsageError("nothing to compare: give --ood folders or keep --generated")
+    model = _model_on(model_path, device)
+
+    def load(folder: Path) -> list:
+        try:
+            return [detector.center_crop(read_image(p.read_bytes()), crop) for p in list_images(folder)]
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise click.ClickException(f"{folder}: {err}") from None
+
+    try:
+        in_folder = find_dataset(in_dist, None)
+    except (FileNotFoundError, RuntimeError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    in_images = load(in_folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {d.name: d for d in ood_dirs}
+        if generated:
+            photos = [load_rgb(p).transpose(1, 2, 0) for p in list_images(in_folder)]
+            folders.update(detector.generate_ood_sets(photos, sets_dir or Path(tmp), count, crop or 256, seed))
+        sets = {name: load(folder) for name, folder in folders.items()}
+        total = len(in_images) + sum(len(v) for v in sets.values())
+        with tqdm(total=total, desc="scoring", unit="img", file=sys.stderr, delay=2.0, disable=None) as bar:
+            def score_one(pixels):
+                bar.update()
+                return score_pixels(pixels, steps, model)
+            in_scores = detector.score_set(in_images, score_one)
+            ood_scores = {name: detector.score_set(images, score_one) for name, images in sets.items()}
+    rows = detector.auroc_table(in_scores, ood_scores)
+    table = detector.markdown(rows, in_folder.name, float(np.mean([s["bpsp"] for s in in_scores])))
+    click.echo(table)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.md").write_text(table + "\n")
+        (out_dir / "results.json").write_text(json.dumps(
+            {"in_dist": str(in_folder), "crop": crop, "steps": steps, "seed": seed, "count": count,
+             "in_scores": in_scores, "ood_scores": ood_scores, "table": rows}, indent=1))
 
 
 @main.command()

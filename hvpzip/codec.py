@@ -8,7 +8,7 @@ has bits to pop (see `tile_schedule`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -134,6 +134,48 @@ def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
     return (chans[:, None, None, None] & band[None]).reshape(9, *band.shape[1:])
 
 
+@dataclass
+class Codelength:
+    """What an image costs under the model, in bits, split by scale and term.
+
+    Scales are map levels (1 = finest details, L + 1 = the top image). Terms are the analytic
+    negative-ELBO terms, 'decoder' (the discretized Laplace over the integers; the whole cost of
+    tiles coded directly), 'kl_t' for diffusion step t >= 2, 'prior' (KL of the last latent to
+    N(0, 1)) and 'top', plus 'residual': what the ANS stack actually grew by minus those terms. The
+    residual comes from coding one sample of discretized latents instead of taking expectations
+    (and ANS rounding), so `total` is exactly the payload's growth. `dims` counts the sub-pixels
+    each scale codes; the map is volume-preserving, so they add up to the image's.
+    """
+
+    bits: dict[int, dict[str, float]] = field(default_factory=dict)
+    dims: dict[int, int] = field(default_factory=dict)
+
+    def add(self, level: int, terms: dict[str, float], dims: int, coded_bits: int) -> None:
+        """Record a tile's analytic terms and the bits its coding actually added to the stack."""
+        scale = self.bits.setdefault(level, {})
+        for name, value in {**terms, "residual": coded_bits - sum(terms.values())}.items():
+            scale[name] = scale.get(name, 0.0) + value
+        self.dims[level] = self.dims.get(level, 0) + dims
+
+    @property
+    def total(self) -> float:
+        """Coded bits: the single-sample negative ELBO of the discretized model, as the file pays it."""
+        return sum(sum(terms.values()) for terms in self.bits.values())
+
+    @property
+    def analytic(self) -> float:
+        """The model's negative ELBO with expectations taken analytically (what training minimises)."""
+        return self.total - sum(terms["residual"] for terms in self.bits.values())
+
+    def per_term(self) -> dict[str, float]:
+        """Bits per term summed over scales."""
+        out: dict[str, float] = {}
+        for terms in self.bits.values():
+            for name, value in terms.items():
+                out[name] = out.get(name, 0.0) + value
+        return out
+
+
 class Codec:
     """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps."""
 
@@ -145,12 +187,11 @@ class Codec:
         """Diffusion steps for a tile: the first tiles of an image use the direct model (T = 0), so
         bits-back never pops from an empty stack (garbage latents); their bits seed the later pops."""
         return 0 if coded_before < SEED_COEFFICIENTS else self.steps
-        self.map_name = model.config.map_name
 
     # --- per-level constants ------------------------------------------------------------------
     def _level_constants(self, level: int, steps: int) -> tuple[np.ndarray, list[float], list[float]]:
         """(c (9,1,1), gammas, latent grids) for a level at `steps` diffusion steps."""
-        c = self.model.detail_scale(level).double().numpy()[:, None, None]
+        c = self.model.detail_scale(level).double().cpu().numpy()[:, None, None]
         if steps == 0:
             return c, [], []
         gammas = self.model.gammas_float(level, steps)
@@ -161,8 +202,8 @@ class Codec:
 
     # --- one tile ---------------------------------------------------------------------------------
     def encode_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
-                    chroma: float, level: int, steps: int) -> float:
-        """Code one tile's details (9, h, w); returns its negative-ELBO contribution in bits."""
+                    chroma: float, level: int, steps: int) -> dict[str, float]:
+        """Code one tile's details (9, h, w); returns its negative-ELBO contribution in bits per term."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         symbols = details[mask]
@@ -170,13 +211,13 @@ class Codec:
         if steps == 0:
             raw_mean, raw_ls, _ = self._net(np.zeros_like(y), coarse, band, chroma, level, DIRECT_GAMMA)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
-            return self._push_laplace(stack, symbols, mean[mask], scale[mask])
+            return {"decoder": self._push_laplace(stack, symbols, mean[mask], scale[mask])}
         a1, s1 = schedule.alpha_sigma(gammas[0], np)
         k = pop_latent(stack, a1 * y[mask], s1, grids[0], symbols.size)
         z = self._latent(k, grids[0], mask)
         raw_mean, raw_ls, _ = self._net(z, coarse, band, chroma, level, gammas[0])
         mean, scale = schedule.decoder_laplace(z, raw_mean, raw_ls, gammas[0], c, np)
-        bits = self._push_laplace(stack, symbols, mean[mask], scale[mask])
+        bits = {"decoder": self._push_laplace(stack, symbols, mean[mask], scale[mask])}
         for t in range(1, steps):
             a, s = schedule.forward_transition(gammas[t - 1], gammas[t], np)
             k_next = pop_latent(stack, a * z[mask], s, grids[t], symbols.size)
@@ -184,12 +225,14 @@ class Codec:
             mean_p, std_p = self._reverse(z_next, coarse, band, chroma, level, gammas[t - 1], gammas[t])
             push_latent(stack, k, mean_p[mask], std_p[mask], grids[t - 1])
             mean_q, std_q = schedule.posterior(z_next, y, gammas[t - 1], gammas[t], np)
-            bits += float((schedule.gaussian_kl(mean_q, std_q, mean_p, std_p, np)[mask]).sum()) / math.log(2)
+            kl = schedule.gaussian_kl(mean_q, std_q, mean_p, std_p, np)[mask]
+            bits[f"kl_{t + 1}"] = float(kl.sum()) / math.log(2)
             k, z = k_next, z_next
         push_latent(stack, k, 0.0, 1.0, grids[-1])
         a_T, s_T = schedule.alpha_sigma(gammas[-1], np)
         prior_nats = 0.5 * (s_T**2 + a_T**2 * y[mask] ** 2 - 1.0 - math.log(s_T**2))
-        return bits + float(prior_nats.sum()) / math.log(2)
+        bits["prior"] = float(prior_nats.sum()) / math.log(2)
+        return bits
 
     def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
                     steps: int) -> np.ndarray:
@@ -242,7 +285,9 @@ class Codec:
 
     # --- top image ------------------------------------------------------------------------------
     def _top_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return (self.model.top_mean.detach().double().numpy(), np.exp(self.model.top_log_scale.detach().double().numpy()))
+        params = (self.model.top_mean, self.model.top_log_scale)
+        mean, log_scale = (p.detach().double().cpu().numpy() for p in params)
+        return mean, np.exp(log_scale)
 
     def encode_top(self, stack: AnsStack, top: np.ndarray, chroma: float) -> float:
         """Push the top image's active channels; returns bits."""
@@ -250,6 +295,11 @@ class Codec:
         chans = 3 if chroma else 1
         n = top.shape[1] * top.shape[2]
         return self._push_laplace(stack, top[:chans].ravel(), np.repeat(mean[:chans], n), np.repeat(scale[:chans], n))
+
+    def _add_top(self, stack: AnsStack, bits: Codelength, top: np.ndarray, chroma: float, level: int) -> None:
+        before = stack.num_bits()
+        terms = {"top": self.encode_top(stack, top, chroma)}
+        bits.add(level, terms, top[: 3 if chroma else 1].size, stack.num_bits() - before)
 
     def decode_top(self, stack: AnsStack, shape: tuple[int, int], chroma: float) -> np.ndarray:
         mean, scale = self._top_params()
@@ -262,13 +312,13 @@ class Codec:
         return top
 
     # --- whole image ----------------------------------------------------------------------------
-    def encode(self, pixels: np.ndarray, mode: str, progress: Progress | None = None) -> tuple[np.ndarray, float]:
-        """Pixels -> (ANS words, the model's negative ELBO in bits for this image)."""
+    def encode(self, pixels: np.ndarray, mode: str, progress: Progress | None = None) -> tuple[np.ndarray, Codelength]:
+        """Pixels -> (ANS words, the model's negative ELBO for this image, by scale and term)."""
         height, width = pixels.shape[:2]
         planes = image_planes(pixels, mode)
         levels = maps.num_levels(height, width)
         decs = [maps.decompose(p, self.map_name, levels) for p, _ in planes]
-        stack, bits = AnsStack(), 0.0
+        stack, bits = AnsStack(), Codelength()
         plans = coding_plan(height, width, [ch for _, ch in planes], levels)
         for plan in plans:
             dec = decs[plan.plane]
@@ -276,15 +326,17 @@ class Codec:
             details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
             mask = coef_mask(plan.shape, plan.chroma)
             for (y0, y1, x0, x1), coded_before in plan.rects:
-                bits += self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
-                                         mask[:, y0:y1, x0:x1], plan.chroma, plan.level, self.tile_steps(coded_before))
+                tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
+                terms = self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1], tile_mask,
+                                         plan.chroma, plan.level, self.tile_steps(coded_before))
+                bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             if plan.level == levels:
-                bits += self.encode_top(stack, dec.top, plan.chroma)
+                self._add_top(stack, bits, dec.top, plan.chroma, levels + 1)
         if levels == 0:
             for p, chroma in planes:
-                bits += self.encode_top(stack, p, chroma)
+                self._add_top(stack, bits, p, chroma, 1)
         return stack.words(), bits
 
     def decode(self, words: np.ndarray, mode: str, height: int, width: int,

@@ -208,15 +208,13 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
                 level: int, gamma: float) -> np.ndarray:
     """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1.
 
-    The coder calls this with identical inputs on both sides, so the outputs are bit-identical.
+    The coder calls this with identical inputs on both sides, so the outputs are bit-identical
+    (on one device type: CPU and GPU arithmetic differ).
     """
+    device = model.gamma_min.device
+    tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None].to(device)
     with torch.no_grad():
-        out = model.network(
-            torch.from_numpy(z.astype(np.float32))[None],
-            torch.from_numpy(coarse.astype(np.float32))[None],
-            torch.from_numpy(band_mask.astype(np.float32))[None],
-            torch.tensor([chroma], dtype=torch.float32),
-            level,
-            torch.tensor([gamma], dtype=torch.float32),
-        )
-    return out[0].double().numpy()
+        out = model.network(tensor(z), tensor(coarse), tensor(band_mask),
+                            torch.tensor([chroma], dtype=torch.float32, device=device), level,
+                            torch.tensor([gamma], dtype=torch.float32, device=device))
+    return out[0].double().cpu().numpy()
