@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import MODES, Codec, Codelength
+from .codec import MODES, REGION, Codec, Codelength
 from .container import FormatError, Header
 from .prior import MultiscalePrior, load_model as load_model_file
 
@@ -91,8 +91,8 @@ class _deterministic:
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
-                 progress: Callable[[int], None] | None = None) -> Compressed:
-    """Compress a uint8 pixel array; also returns the model's negative ELBO in bits."""
+                 progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None) -> Compressed:
+    """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its codelength."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise ValueError(f"only 8-bit images are supported (got dtype {pixels.dtype})")
@@ -113,7 +113,7 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
         payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
     header = Header(pixels.shape[1], pixels.shape[0], mode, model.prior.config.map_name, steps, method, model.sha256,
-                    container.pixel_crc(pixels), model.name)
+                    container.pixel_crc(pixels), model.name, dict(meta or {}))
     return Compressed(container.pack(header, payload), codelength, header)
 
 
@@ -124,9 +124,15 @@ def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None =
 
 def decompress(data: bytes, model: Model | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Decompress .hvpz bytes to the exact original uint8 array. Raises FormatError on bad input."""
+    return decompress_image(data, model, progress)[0]
+
+
+def decompress_image(data: bytes, model: Model | None = None,
+                     progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict[str, bytes]]:
+    """Decompress .hvpz bytes to (exact pixels, metadata records that restore the source image)."""
     header, payload = container.unpack(data)
     if header.method == container.METHOD_STORED:
-        return _stored_pixels(header, payload)
+        return _stored_pixels(header, payload), header.meta
     words = container.bytes_to_words(payload)
     model = model or load_model()
     if header.model_hash != model.sha256[:32]:
@@ -137,14 +143,16 @@ def decompress(data: bytes, model: Model | None = None, progress: Callable[[int]
         raise FormatError("file's map does not match the model")
     try:
         with _deterministic():
-            pixels = Codec(model.prior, header.steps).decode(words, header.mode, header.height, header.width, progress)
+            region_side = REGION if header.version >= 2 else max(header.height, header.width)  # v1: one region
+            pixels = Codec(model.prior, header.steps).decode(words, header.mode, header.height, header.width, progress,
+                                                              region_side)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # constriction reports malformed streams as Rust panics (BaseException)
         raise FormatError(f"corrupt payload ({type(err).__name__}: {err})") from None
     if container.pixel_crc(pixels) != header.pixel_crc:
         raise FormatError("decoded pixels fail the CRC check: the file is corrupt or was made on an incompatible build")
-    return pixels
+    return pixels, header.meta
 
 
 def _stored_pixels(header: Header, payload: bytes) -> np.ndarray:
@@ -165,4 +173,4 @@ def work_units(height: int, width: int, mode: str) -> int:
 
 
 __all__ = ["MODES", "Model", "Compressed", "Codelength", "FormatError", "ModelMismatchError", "load_model", "encode_image",
-           "compress", "decompress", "mode_of", "work_units"]
+           "compress", "decompress", "decompress_image", "mode_of", "work_units"]

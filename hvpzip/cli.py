@@ -140,12 +140,13 @@ def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int |
         target = _output_for(name, out, SUFFIX)
         if target != "-" and Path(target).exists() and not force:
             raise CliError(f"{target} already exists; use -f/--force to overwrite")
-        pixels = read_image(_read_input(name))
+        source = read_image(_read_input(name))
+        pixels = source.pixels
         start = time.perf_counter()
         h, w = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         with _progress_bar(work_units(h, w, mode_of(pixels)), quiet, name) as bar:
-            result = encode_image(pixels, steps, model, bar.update)
+            result = encode_image(pixels, steps, model, bar.update, source.meta)
         seconds = time.perf_counter() - start
         _write_output(target, result.data, force)
         record = {"input": name, "output": target, "width": w, "height": h, "channels": channels,
@@ -172,7 +173,7 @@ def decompress(inputs: tuple[str, ...], out: str | None, force: bool, as_json: b
                model_path: Path | None) -> None:
     """Decompress .hvpz files to PNG, bit-exact."""
     from . import container
-    from .api import decompress as decode, work_units
+    from .api import decompress_image, work_units
     from .images import png_bytes
 
     _check_stdout(inputs, out, as_json)
@@ -186,9 +187,9 @@ def decompress(inputs: tuple[str, ...], out: str | None, force: bool, as_json: b
         header, _ = container.unpack_header(data)
         start = time.perf_counter()
         with _progress_bar(work_units(header.height, header.width, header.mode), quiet, name) as bar:
-            pixels = decode(data, model, bar.update)
+            pixels, meta = decompress_image(data, model, bar.update)
         seconds = time.perf_counter() - start
-        _write_output(target, png_bytes(pixels), force)
+        _write_output(target, png_bytes(pixels, meta), force)
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         record = {"input": name, "output": target, "width": header.width, "height": header.height,
                   "channels": channels, "bytes": len(data),
@@ -212,7 +213,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         data = _read_input(name)
         header, offset = container.unpack_header(data)
         channels = MODES[header.mode]
-        record = {"input": name, "format_version": container.VERSION, **header.to_dict(), "channels": channels,
+        fields = header.to_dict()
+        record = {"input": name, "format_version": fields.pop("version"), **fields, "channels": channels,
                   "bytes": len(data), "payload_bytes": max(0, len(data) - offset - 4),
                   "bpsp": 8 * len(data) / (header.width * header.height * channels)}
         if not as_json:
@@ -275,7 +277,7 @@ def score(inputs: tuple[str, ...], steps: int | None, as_json: bool, quiet: bool
                       disable=True if quiet or len(names) == 1 else None)
 
     def job(name: str, out: str | None) -> dict:
-        pixels = read_image(_read_input(name))
+        pixels = read_image(_read_input(name)).pixels
         h, w = pixels.shape[:2]
         start = time.perf_counter()
         with _progress_bar(work_units(h, w, mode_of(pixels)), quiet or len(names) > 1, name) as bar:
@@ -328,7 +330,7 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 
     def load(folder: Path) -> list:
         try:
-            return [detector.center_crop(read_image(p.read_bytes()), crop) for p in list_images(folder)]
+            return [detector.center_crop(read_image(p.read_bytes()).pixels, crop) for p in list_images(folder)]
         except (FileNotFoundError, ValueError, OSError) as err:
             raise click.ClickException(f"{folder}: {err}") from None
 

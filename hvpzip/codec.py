@@ -19,6 +19,7 @@ from .prior import DIRECT_GAMMA, MultiscalePrior, raw_outputs
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
+REGION = 2048  # larger images are coded as independent regions of at most REGION x REGION (bounded memory)
 TILE = 64  # coding tile side, in positions of a level
 GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
@@ -100,6 +101,18 @@ def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before
     return rects
 
 
+def regions(height: int, width: int, side: int = REGION) -> list[Rect]:
+    """Near-equal rectangles (y0, y1, x0, x1) of at most side x side covering the image, in raster order.
+
+    Each region is coded as an image of its own on the shared stack, so memory stays bounded by the
+    region size whatever the image size.
+    """
+    ny, nx = -(-height // side), -(-width // side)
+    ys = [height * i // ny for i in range(ny + 1)]
+    xs = [width * i // nx for i in range(nx + 1)]
+    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(ny) for j in range(nx)]
+
+
 @dataclass
 class LevelPlan:
     """Where and how one (plane, level) is coded."""
@@ -111,9 +124,10 @@ class LevelPlan:
     rects: list[tuple[Rect, int]]  # tiles in encoding order, each with the coefficients coded before it
 
 
-def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int) -> list[LevelPlan]:
+def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int,
+                coded_before: int = 0) -> list[LevelPlan]:
     """Every (plane, level) in encoding order with its tiles; the decoder walks it backwards."""
-    plans, coded = [], 0
+    plans, coded = [], coded_before
     for p, chroma in enumerate(chroma_flags):
         h, w = height, width
         per_position = 9 if chroma else 3
@@ -312,23 +326,47 @@ class Codec:
         return top
 
     # --- whole image ----------------------------------------------------------------------------
-    def encode(self, pixels: np.ndarray, mode: str, progress: Progress | None = None) -> tuple[np.ndarray, Codelength]:
-        """Pixels -> (ANS words, the model's negative ELBO for this image, by scale and term)."""
+    def encode(self, pixels: np.ndarray, mode: str, progress: Progress | None = None,
+               region_side: int = REGION) -> tuple[np.ndarray, Codelength]:
+        """Pixels -> (ANS words, what the image costs under the model, by scale and term)."""
+        stack, bits, coded = AnsStack(), Codelength(), 0
+        for y0, y1, x0, x1 in regions(pixels.shape[0], pixels.shape[1], region_side):
+            region = pixels[y0:y1, x0:x1]
+            self._encode_region(stack, bits, region, mode, coded, progress)
+            coded += region.size
+        return stack.words(), bits
+
+    def decode(self, words: np.ndarray, mode: str, height: int, width: int, progress: Progress | None = None,
+               region_side: int = REGION) -> np.ndarray:
+        """Mirror of `encode`: ANS words -> pixels."""
+        stack = AnsStack(words)
+        channels = MODES[mode]
+        pixels = np.empty((height, width) + (() if mode == "L" else (channels,)), dtype=np.uint8)
+        rects = regions(height, width, region_side)
+        starts = np.cumsum([0] + [(y1 - y0) * (x1 - x0) * channels for y0, y1, x0, x1 in rects])
+        for (y0, y1, x0, x1), coded in reversed(list(zip(rects, starts))):
+            pixels[y0:y1, x0:x1] = self._decode_region(stack, mode, y1 - y0, x1 - x0, int(coded), progress)
+        if not stack.is_empty():
+            raise ValueError("the payload has data left after the last coefficient")
+        return pixels
+
+    def _encode_region(self, stack: AnsStack, bits: Codelength, pixels: np.ndarray, mode: str, coded_before: int,
+                       progress: Progress | None) -> None:
+        """Code one region as an image: each plane from the finest level to its top image."""
         height, width = pixels.shape[:2]
         planes = image_planes(pixels, mode)
         levels = maps.num_levels(height, width)
         decs = [maps.decompose(p, self.map_name, levels) for p, _ in planes]
-        stack, bits = AnsStack(), Codelength()
-        plans = coding_plan(height, width, [ch for _, ch in planes], levels)
+        plans = coding_plan(height, width, [ch for _, ch in planes], levels, coded_before)
         for plan in plans:
             dec = decs[plan.plane]
             j = plan.level - 1
             details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
             mask = coef_mask(plan.shape, plan.chroma)
-            for (y0, y1, x0, x1), coded_before in plan.rects:
+            for (y0, y1, x0, x1), coded in plan.rects:
                 tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
                 terms = self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1], tile_mask,
-                                         plan.chroma, plan.level, self.tile_steps(coded_before))
+                                         plan.chroma, plan.level, self.tile_steps(coded))
                 bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
@@ -337,20 +375,18 @@ class Codec:
         if levels == 0:
             for p, chroma in planes:
                 self._add_top(stack, bits, p, chroma, 1)
-        return stack.words(), bits
 
-    def decode(self, words: np.ndarray, mode: str, height: int, width: int,
-               progress: Progress | None = None) -> np.ndarray:
-        """Mirror of `encode`: ANS words -> pixels."""
+    def _decode_region(self, stack: AnsStack, mode: str, height: int, width: int, coded_before: int,
+                       progress: Progress | None) -> np.ndarray:
+        """Mirror of `_encode_region`."""
         chroma_flags = PLANE_CHROMA[mode]
         levels = maps.num_levels(height, width)
-        stack = AnsStack(words)
         planes: list[np.ndarray] = [np.zeros(0)] * len(chroma_flags)
         if levels == 0:
             for p in reversed(range(len(chroma_flags))):
                 planes[p] = self.decode_top(stack, (height, width), chroma_flags[p])
             return planes_image(planes, mode)
-        plans = coding_plan(height, width, chroma_flags, levels)
+        plans = coding_plan(height, width, chroma_flags, levels, coded_before)
         current = None
         for plan in reversed(plans):
             (h, w), hc, wc = plan.shape, (plan.shape[0] + 1) // 2, (plan.shape[1] + 1) // 2
@@ -358,9 +394,9 @@ class Codec:
                 current = self.decode_top(stack, (hc, wc), plan.chroma)
             mask = coef_mask(plan.shape, plan.chroma)
             details = np.zeros((9, hc, wc), dtype=np.int64)
-            for (y0, y1, x0, x1), coded_before in reversed(plan.rects):
+            for (y0, y1, x0, x1), coded in reversed(plan.rects):
                 details[:, y0:y1, x0:x1] = self.decode_tile(stack, current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
-                                                            plan.chroma, plan.level, self.tile_steps(coded_before))
+                                                            plan.chroma, plan.level, self.tile_steps(coded))
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)
@@ -369,11 +405,12 @@ class Codec:
         return planes_image(planes, mode)
 
     @staticmethod
-    def work_units(height: int, width: int, mode: str) -> int:
+    def work_units(height: int, width: int, mode: str, region_side: int = REGION) -> int:
         """Total positions `progress` will report for an image (for a progress bar's total)."""
-        planes = len(PLANE_CHROMA[mode])
-        total, h, w = 0, height, width
-        for _ in range(maps.num_levels(height, width)):
-            h, w = (h + 1) // 2, (w + 1) // 2
-            total += h * w
-        return total * planes
+        total = 0
+        for y0, y1, x0, x1 in regions(height, width, region_side):
+            h, w = y1 - y0, x1 - x0
+            for _ in range(maps.num_levels(h, w)):
+                h, w = (h + 1) // 2, (w + 1) // 2
+                total += h * w
+        return total * len(PLANE_CHROMA[mode])

@@ -49,6 +49,10 @@ def _family(kind: str, window: int):
     raise ValueError(f"unknown distribution {kind!r}")
 
 
+class StackEmptyError(ValueError):
+    """A pop found nothing left to read: the stream is shorter than its decoder expects."""
+
+
 class AnsStack:
     """A bits-back ANS stack: push = encode, pop = decode, both with per-symbol parameters."""
 
@@ -85,9 +89,15 @@ class AnsStack:
         self._coder.encode_reverse(main, _family(kind, window), mean - center, std)
 
     def pop(self, kind: str, mean: np.ndarray | float, std: np.ndarray | float, count: int, lo: int, hi: int) -> np.ndarray:
-        """Decode `count` symbols: the exact mirror of `push` with the same parameters."""
+        """Decode `count` symbols: the exact mirror of `push` with the same parameters.
+
+        Codec streams never pop from an empty stack (bits-back is seeded), so an empty stack here
+        means a truncated or corrupt stream: raise rather than return constriction's edge values.
+        """
         if count == 0:
             return np.zeros(0, dtype=np.int64)
+        if self._coder.is_empty():
+            raise StackEmptyError("the stream ended early")
         mean, std, center, window = self._layout(np.broadcast_to(mean, (count,)), np.broadcast_to(std, (count,)), lo, hi)
         offset = np.asarray(self._coder.decode(_family(kind, window), mean - center, std), dtype=np.int64)
         for i in np.flatnonzero(np.abs(offset) >= window):
@@ -95,6 +105,9 @@ class AnsStack:
             if room > 1:
                 offset[i] = np.sign(offset[i]) * (window + int(self._coder.decode(_MODEL.Uniform(room), 1)[0]))
         return center.astype(np.int64) + offset
+
+    def is_empty(self) -> bool:
+        return bool(self._coder.is_empty())
 
     def num_bits(self) -> int:
         return int(self._coder.num_bits())

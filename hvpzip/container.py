@@ -1,22 +1,27 @@
-"""The .hvpz container: a fixed binary header, then the ANS payload (uint32 little-endian words).
+"""The .hvpz container: a fixed binary header, metadata, then the ANS payload (uint32 little-endian words).
 
-Layout (little-endian):
-  magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 CRC32 of the header fields
-  | payload | u32 CRC32 of the payload
+Layout of version 2 (little-endian):
+  magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 metadata length M
+  | M bytes of metadata | u32 CRC32 of everything from the header fields to here | payload | u32 CRC32 of the payload
 Header fields: u32 width, u32 height, u8 mode, u8 map, u8 steps, u8 method, 16 bytes model hash,
 u32 pixel CRC32, u8 model-id length + model id (utf-8).
+Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what restores the source
+file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
+Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 MAGIC = b"HVPZ"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+META_TAGS = ("MODE", "PLTE", "TRNS", "ICCP", "EXIF")  # a tag this build does not know is refused, never dropped
 MODE_CODES = {"L": 0, "LA": 1, "RGB": 2, "RGBA": 3}
 MAP_CODES = {"haar": 0, "legall53": 1, "pyramid": 2}
 _FIXED = struct.Struct("<IIBBBB16sI")
@@ -41,9 +46,13 @@ class Header:
     model_hash: str  # hex sha256 of the model file (first 16 bytes stored)
     pixel_crc: int
     model_id: str
+    meta: dict[str, bytes] = field(default_factory=dict)
+    version: int = VERSION
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["meta"] = {tag: len(value) for tag, value in self.meta.items()}  # sizes: the bytes are binary
+        return out
 
 
 def pack(header: Header, payload: bytes) -> bytes:
@@ -52,22 +61,59 @@ def pack(header: Header, payload: bytes) -> bytes:
     fields = _FIXED.pack(header.width, header.height, MODE_CODES[header.mode], MAP_CODES[header.map_name],
                          header.steps, header.method, bytes.fromhex(header.model_hash)[:16], header.pixel_crc)
     fields += bytes([len(model_id)]) + model_id
-    return (MAGIC + bytes([VERSION, len(fields)]) + fields + struct.pack("<I", zlib.crc32(fields))
+    meta = pack_meta(header.meta)
+    checked = fields + struct.pack("<I", len(meta)) + meta
+    return (MAGIC + bytes([VERSION, len(fields)]) + checked + struct.pack("<I", zlib.crc32(checked))
             + payload + struct.pack("<I", zlib.crc32(payload)))
+
+
+def pack_meta(meta: dict[str, bytes]) -> bytes:
+    """Metadata records: tag, length, bytes."""
+    out = b""
+    for tag, value in meta.items():
+        if tag not in META_TAGS:
+            raise ValueError(f"unknown metadata tag {tag!r}")
+        out += tag.encode("ascii") + struct.pack("<I", len(value)) + value
+    return out
+
+
+def unpack_meta(data: bytes) -> dict[str, bytes]:
+    """Inverse of `pack_meta`. Raises FormatError on malformed records or tags from a newer format."""
+    meta, pos = {}, 0
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise FormatError("corrupt metadata (truncated record)")
+        tag, length = data[pos : pos + 4].decode("ascii", errors="replace"), struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if tag not in META_TAGS:
+            raise FormatError(f"metadata record {tag!r} is unknown to this build (file from a newer hvpzip?)")
+        if pos + 8 + length > len(data):
+            raise FormatError("corrupt metadata (record overruns)")
+        meta[tag] = data[pos + 8 : pos + 8 + length]
+        pos += 8 + length
+    return meta
 
 
 def unpack_header(data: bytes) -> tuple[Header, int]:
     """Parse and check the header; returns (header, payload offset). Raises FormatError."""
     if len(data) < 6 or data[:4] != MAGIC:
         raise FormatError("not an hvpzip file (bad magic bytes)")
-    if data[4] != VERSION:
-        raise FormatError(f"unsupported hvpzip format version {data[4]} (this build reads version {VERSION})")
+    version = data[4]
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported hvpzip format version {version} (this build reads versions 1 and 2)")
     n = data[5]
-    end = 6 + n + 4
-    if len(data) < end or n < _FIXED.size + 1:
+    fields_end = 6 + n
+    if len(data) < fields_end + 4 or n < _FIXED.size + 1:
         raise FormatError("truncated file (header incomplete)")
-    fields = data[6 : 6 + n]
-    if struct.unpack("<I", data[6 + n : end])[0] != zlib.crc32(fields):
+    fields = data[6:fields_end]
+    meta_bytes = b""
+    if version >= 2:
+        meta_len = struct.unpack("<I", data[fields_end : fields_end + 4])[0]
+        if len(data) < fields_end + 8 + meta_len:
+            raise FormatError("truncated file (header incomplete)")
+        meta_bytes = data[fields_end + 4 : fields_end + 4 + meta_len]
+        fields_end += 4 + meta_len
+    end = fields_end + 4
+    if struct.unpack("<I", data[fields_end:end])[0] != zlib.crc32(data[6:fields_end]):
         raise FormatError("corrupt header (checksum mismatch)")
     width, height, mode, map_code, steps, method, model_hash, pixel_crc = _FIXED.unpack(fields[: _FIXED.size])
     id_len = fields[_FIXED.size]
@@ -78,7 +124,8 @@ def unpack_header(data: bytes) -> tuple[Header, int]:
         raise FormatError("corrupt header (invalid field)")
     if width * height > MAX_PIXELS:
         raise FormatError(f"image dimensions {width}x{height} exceed the supported maximum")
-    header = Header(width, height, modes[mode], map_names[map_code], steps, method, model_hash.hex(), pixel_crc, model_id)
+    header = Header(width, height, modes[mode], map_names[map_code], steps, method, model_hash.hex(), pixel_crc, model_id,
+                    unpack_meta(meta_bytes), version)
     return header, end
 
 

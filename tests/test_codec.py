@@ -92,3 +92,20 @@ def test_coding_plan_counts_every_coefficient():
     coded = sum(int(codec.coef_mask(p.shape, p.chroma).sum()) for p in plans)
     top = maps.decompose(np.zeros((1, h, w)), "haar").top.size
     assert coded + top * 4 == h * w * 4
+
+
+def test_large_images_are_coded_as_regions(model):
+    """Images above the region side split into independent regions on one stack, exactly invertible."""
+    assert codec.regions(4000, 6000) == [(0, 2000, 0, 2000), (0, 2000, 2000, 4000), (0, 2000, 4000, 6000),
+                                         (2000, 4000, 0, 2000), (2000, 4000, 2000, 4000), (2000, 4000, 4000, 6000)]
+    assert codec.regions(5, 7, side=3) == [(0, 2, 0, 2), (0, 2, 2, 4), (0, 2, 4, 7),
+                                           (2, 5, 0, 2), (2, 5, 2, 4), (2, 5, 4, 7)]
+    assert codec.regions(768, 512) == [(0, 768, 0, 512)]
+    pixels = smooth_image(70, 90, 4, seed=5)
+    coder, seen = codec.Codec(model.prior, 2), []
+    words, bits = coder.encode(pixels, "RGBA", seen.append, region_side=40)
+    assert sum(seen) == codec.Codec.work_units(70, 90, "RGBA", 40)
+    assert sum(bits.dims.values()) == pixels.size and bits.total == pytest.approx(32 * len(words))
+    assert np.array_equal(coder.decode(words, "RGBA", 70, 90, region_side=40), pixels)
+    with pytest.raises(ValueError):  # the region layout is part of the format
+        coder.decode(words, "RGBA", 70, 90, region_side=50)
