@@ -80,9 +80,6 @@ def _run_each(inputs: tuple[str, ...], out: str | None, as_json: bool, job: Call
     for name in inputs:
         try:
             record = job(name, out)
-        except KeyboardInterrupt:
-            click.echo("hvpzip: interrupted", err=True)
-            sys.exit(130)
         except (CliError, ValueError, OSError, MemoryError) as err:
             failed += 1
             click.echo(f"hvpzip: {name}: {err}", err=True)
@@ -99,7 +96,18 @@ def _check_stdout(inputs: tuple[str, ...], out: str | None, as_json: bool) -> No
         raise click.UsageError("--json cannot be combined with writing data to stdout")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; Ctrl-C anywhere in a command is one line and exit 130 (outputs are atomic)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("hvpzip: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hvpzip")
 def main() -> None:
     """hvpzip: lossless image compression with a multiscale diffusion prior."""

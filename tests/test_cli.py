@@ -185,3 +185,23 @@ def test_real_process_reports_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hvpzip", "decompress", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
+    """SIGINT mid-compression: exit 130, one line, the existing output untouched, no temporary file."""
+    import signal
+    import time
+
+    src = write_png(tmp_path / "big.png", smooth_image(1024, 1024, 3))
+    target = tmp_path / "big.hvpz"
+    target.write_bytes(b"old contents")
+    proc = subprocess.Popen([sys.executable, "-m", "hvpzip", "compress", "-f", "--steps", "4", str(src)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # past start-up, inside the coder (the whole job takes far longer)
+    assert proc.poll() is None, "compression finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip() == "hvpzip: interrupted"
+    assert target.read_bytes() == b"old contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.hvpz", "big.png"]

@@ -109,3 +109,18 @@ def test_large_images_are_coded_as_regions(model):
     assert np.array_equal(coder.decode(words, "RGBA", 70, 90, region_side=40), pixels)
     with pytest.raises(ValueError):  # the region layout is part of the format
         coder.decode(words, "RGBA", 70, 90, region_side=50)
+
+
+def test_version_1_files_still_decode(model, photo_crop):
+    """Files from format version 1 (no metadata block, one region) stay readable."""
+    import struct
+    import zlib
+
+    data = hvpzip.compress(photo_crop, steps=0, model=model)
+    _, payload = container.unpack(data)
+    fields = data[6 : 6 + data[5]]
+    v1 = (b"HVPZ" + bytes([1, len(fields)]) + fields + struct.pack("<I", zlib.crc32(fields))
+          + payload + struct.pack("<I", zlib.crc32(payload)))
+    header, _ = container.unpack(v1)
+    assert header.version == 1 and header.meta == {}
+    assert np.array_equal(hvpzip.decompress(v1, model=model), photo_crop)
