@@ -15,7 +15,7 @@ import numpy as np
 
 from . import maps, schedule
 from .coder import AnsStack, snap_params
-from .prior import DIRECT_GAMMA, MultiscalePrior, raw_outputs
+from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
@@ -216,16 +216,20 @@ class Codec:
 
     # --- one tile ---------------------------------------------------------------------------------
     def encode_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
-                    chroma: float, level: int, steps: int) -> dict[str, float]:
-        """Code one tile's details (9, h, w); returns its negative-ELBO contribution in bits per term."""
+                    chroma: float, level: int, steps: int, origin: tuple[int, int] = (0, 0)) -> dict[str, float]:
+        """Code one tile's details (9, h, w) at `origin` of its level; returns its negative-ELBO bits per term."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         symbols = details[mask]
         y = details / c
         if steps == 0:
-            raw_mean, raw_ls, _ = self._net(np.zeros_like(y), coarse, band, chroma, level, DIRECT_GAMMA)
-            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
-            return {"decoder": self._push_laplace(stack, symbols, mean[mask], scale[mask])}
+            params = []  # the direct model, group by group; pushed last-first so the decoder pops them in order
+            known = np.zeros(mask.shape, dtype=bool)
+            for group in self._direct_groups(mask, origin):
+                mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
+                params.append((group, mean[group], scale[group]))
+                known |= group
+            return {"decoder": sum(self._push_laplace(stack, details[g], m, s) for g, m, s in reversed(params))}
         a1, s1 = schedule.alpha_sigma(gammas[0], np)
         k = pop_latent(stack, a1 * y[mask], s1, grids[0], symbols.size)
         z = self._latent(k, grids[0], mask)
@@ -249,16 +253,19 @@ class Codec:
         return bits
 
     def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                    steps: int) -> np.ndarray:
+                    steps: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
         """Mirror of `encode_tile`: returns the tile's details (9, h, w)."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         count = int(mask.sum())
         details = np.zeros(mask.shape, dtype=np.int64)
         if steps == 0:
-            raw_mean, raw_ls, _ = self._net(np.zeros(mask.shape), coarse, band, chroma, level, DIRECT_GAMMA)
-            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
-            details[mask] = stack.pop("laplace", mean[mask], scale[mask], count, -VALUE_LIMIT, VALUE_LIMIT)
+            known = np.zeros(mask.shape, dtype=bool)
+            for group in self._direct_groups(mask, origin):
+                mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
+                details[group] = stack.pop("laplace", mean[group], scale[group], int(group.sum()),
+                                           -VALUE_LIMIT, VALUE_LIMIT)
+                known |= group
             return details
         k = pop_latent(stack, 0.0, 1.0, grids[-1], count)
         z = self._latent(k, grids[-1], mask)
@@ -275,6 +282,20 @@ class Codec:
         a1, s1 = schedule.alpha_sigma(gammas[0], np)
         push_latent(stack, k, a1 * (details / c)[mask], s1, grids[0])
         return details
+
+    def _direct_groups(self, mask: np.ndarray, origin: tuple[int, int]) -> list[np.ndarray]:
+        """The coefficient groups the direct model codes in turn: the whole mask, or its context groups."""
+        if not self.model.config.context:
+            return [mask]
+        groups = context_groups(mask.shape[1], mask.shape[2], *origin) & mask[None]
+        return [g for g in groups if g.any()]
+
+    def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
+                        level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Laplace (mean, scale) of the direct model given the coefficients marked `known` (values y)."""
+        raw = raw_outputs(self.model, np.zeros(known.shape), coarse, band, chroma, level, DIRECT_GAMMA, known, y * known)
+        raw_mean, raw_ls, _ = np.split(raw, 3)
+        return schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
 
     def _reverse(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int,
                  gamma_s: float, gamma_t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -366,7 +387,7 @@ class Codec:
             for (y0, y1, x0, x1), coded in plan.rects:
                 tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
                 terms = self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1], tile_mask,
-                                         plan.chroma, plan.level, self.tile_steps(coded))
+                                         plan.chroma, plan.level, self.tile_steps(coded), (y0, x0))
                 bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
@@ -396,7 +417,7 @@ class Codec:
             details = np.zeros((9, hc, wc), dtype=np.int64)
             for (y0, y1, x0, x1), coded in reversed(plan.rects):
                 details[:, y0:y1, x0:x1] = self.decode_tile(stack, current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
-                                                            plan.chroma, plan.level, self.tile_steps(coded))
+                                                            plan.chroma, plan.level, self.tile_steps(coded), (y0, x0))
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)

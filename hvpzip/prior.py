@@ -3,7 +3,9 @@
 Per level j, y = details_j / c_j is modelled given the coarse image by a discrete-time VP
 diffusion with T steps, learned schedule endpoints, learned reverse variances and a learned
 discretized-Laplace decoder on the integer grid. T = 0 is the direct model p(details | coarse),
-the same network evaluated at infinite noise.
+the same network evaluated at infinite noise; with `context` it is autoregressive over four groups
+of a level's coefficients (checkerboard anchors then the rest, luma then chroma), each group
+conditioned on the groups before it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,20 @@ MAX_LEVEL_EMBED = 4  # levels >= 4 share an embedding (natural images are near s
 DIRECT_GAMMA = 14.0  # noise embedding used for the T = 0 direct model
 COARSE_OFFSET = (128.0, 0.0, 0.0)
 COARSE_SCALE = 64.0
+BASE_INPUTS = COEFS + 3 + 3 + 1  # z, coarse image, band mask, chroma flag
+CONTEXT_INPUTS = 2 * COEFS  # known coefficient values and their mask (direct model with context)
+CONTEXT_GROUPS = 4
+
+
+def context_groups(height: int, width: int, y0: int = 0, x0: int = 0) -> np.ndarray:
+    """(4, 9, h, w) bool coding groups of a level tile at (y0, x0): checkerboard anchors of the
+    luma coefficients, the other luma positions, then the same two for chroma."""
+    yy, xx = np.mgrid[y0 : y0 + height, x0 : x0 + width]
+    anchor = (yy + xx) % 2 == 0
+    luma = np.arange(COEFS) < 3  # coefficient index = channel * 3 + band
+    groups = [luma[:, None, None] & anchor, luma[:, None, None] & ~anchor,
+              ~luma[:, None, None] & anchor, ~luma[:, None, None] & ~anchor]
+    return np.stack(groups)
 
 
 @dataclass
@@ -37,6 +53,7 @@ class PriorConfig:
     blocks: int = 4
     embed: int = 64
     detail_scales: list[list[float]] = field(default_factory=lambda: [[8.0] * COEFS])
+    context: bool = False  # the direct model codes a level in CONTEXT_GROUPS groups, each seeing the earlier ones
 
 
 def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -64,10 +81,10 @@ class ResBlock(nn.Module):
 class Denoiser(nn.Module):
     """Shared conv net: (z, coarse, band mask, chroma flag) + (level, gamma) -> 3 x 9 raw outputs."""
 
-    def __init__(self, width: int, blocks: int, embed: int):
+    def __init__(self, width: int, blocks: int, embed: int, inputs: int = BASE_INPUTS):
         super().__init__()
         self.embed = embed
-        self.inp = nn.Conv2d(COEFS + 3 + 3 + 1, width, 3, padding=1)
+        self.inp = nn.Conv2d(inputs, width, 3, padding=1)
         self.level_emb = nn.Embedding(MAX_LEVEL_EMBED, embed)
         self.noise_mlp = nn.Sequential(nn.Linear(embed, embed), nn.SiLU(), nn.Linear(embed, embed))
         self.blocks = nn.ModuleList(ResBlock(width, embed, 1 + (i % 2)) for i in range(blocks))
@@ -89,7 +106,8 @@ class MultiscalePrior(nn.Module):
     def __init__(self, config: PriorConfig):
         super().__init__()
         self.config = config
-        self.denoiser = Denoiser(config.width, config.blocks, config.embed)
+        self.denoiser = Denoiser(config.width, config.blocks, config.embed,
+                                 BASE_INPUTS + CONTEXT_INPUTS * config.context)
         self.gamma_min = nn.Parameter(torch.full((MAX_LEVEL_EMBED,), -6.0))
         self.gamma_span = nn.Parameter(torch.full((MAX_LEVEL_EMBED,), 12.0))  # softplus(12) ~ 12: gamma_max ~ 6
         self.top_mean = nn.Parameter(torch.tensor([110.0, 0.0, 0.0]))
@@ -125,21 +143,33 @@ class MultiscalePrior(nn.Module):
         return torch.tensor(scales[min(level, len(scales)) - 1], dtype=torch.float32, device=self.gamma_min.device)
 
     # --- network --------------------------------------------------------------------------
-    def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor,
-                chroma: torch.Tensor, level: int, gamma: torch.Tensor) -> torch.Tensor:
-        """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio]."""
+    def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor, chroma: torch.Tensor,
+                level: int, gamma: torch.Tensor, known: torch.Tensor | None = None,
+                known_y: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio].
+
+        With context, `known` (B, 9, h, w) marks the coefficients the direct model has already
+        coded and `known_y` holds their values y (zero elsewhere); both default to none known.
+        """
         offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype, device=coarse.device)[None, :, None, None]
         chroma_map = chroma[:, None, None, None].expand(-1, 1, *z.shape[2:])
-        x = torch.cat([z, (coarse - offset) / COARSE_SCALE, band_mask, chroma_map], dim=1)
+        inputs = [z, (coarse - offset) / COARSE_SCALE, band_mask, chroma_map]
+        if self.config.context:
+            known = torch.zeros_like(z) if known is None else known
+            inputs += [torch.zeros_like(z) if known_y is None else known_y * known, known]
+        x = torch.cat(inputs, dim=1)
         levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long, device=z.device)
         return self.denoiser(x, levels, gamma)
 
     # --- training / scoring -----------------------------------------------------------------
     def level_loss_terms(self, details: torch.Tensor, coarse: torch.Tensor, coef_mask: torch.Tensor,
-                         chroma: torch.Tensor, level: int, t: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+                         chroma: torch.Tensor, level: int, t: torch.Tensor, steps: int,
+                         group: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-element bits for one random term t of each element (0 = direct, 1 = decoder, >=2 = KL).
 
         details (B, 9, h, w) integer-valued floats, coarse (B, 3, h, w), coef_mask (B, 9, h, w).
+        With context, direct elements code context group `group` (B,) given the groups before it,
+        times CONTEXT_GROUPS (an unbiased estimate of the level's bits; None: random groups).
         Returns 'term' (bits of the sampled term) and 'prior' (bits of KL(q(z_T|y) || N(0, 1))).
         """
         c = self.detail_scale(level)[None, :, None, None]
@@ -154,12 +184,13 @@ class MultiscalePrior(nn.Module):
         eps = torch.randn_like(y)
         z = torch.where(direct, torch.zeros_like(y), alpha_t[:, None, None, None] * y + sigma_t[:, None, None, None] * eps)
         z = z * coef_mask
-        out = self.network(z, coarse, band_mask, chroma, level, gamma_t)
+        known, target = self._context_masks(t, coef_mask, group)
+        out = self.network(z, coarse, band_mask, chroma, level, gamma_t, known, y)
         raw_mean, raw_log_scale, raw_log_var = out.split(COEFS, dim=1)
         g4 = gamma_t[:, None, None, None]
-        # decoder / direct term
+        # decoder / direct term (direct with context: one group, weighted to estimate the level's total)
         mean_d, scale_d = schedule.decoder_laplace(z, raw_mean, raw_log_scale, g4, c, torch)
-        dec_bits = -(schedule.laplace_bin_log2prob(details, mean_d, scale_d, torch) * coef_mask).sum(dim=(1, 2, 3))
+        dec_bits = -(schedule.laplace_bin_log2prob(details, mean_d, scale_d, torch) * target).sum(dim=(1, 2, 3))
         # diffusion KL term for t >= 2
         if steps >= 2:
             # elements with t < 2 get a harmless stand-in for gamma_{t-1} (their KL is discarded)
@@ -179,6 +210,21 @@ class MultiscalePrior(nn.Module):
         else:
             prior = torch.zeros_like(term)
         return {"term": term, "prior": prior}
+
+    def _context_masks(self, t: torch.Tensor, coef_mask: torch.Tensor,
+                       group: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(known, target) masks: which coefficients the network sees as context and which it is scored on."""
+        if not self.config.context:
+            return None, coef_mask
+        b, _, h, w = coef_mask.shape
+        groups = torch.from_numpy(context_groups(h, w)).to(coef_mask.device, coef_mask.dtype)  # (G, 9, h, w)
+        if group is None:
+            group = torch.randint(0, CONTEXT_GROUPS, (b,), device=coef_mask.device)
+        before = torch.cumsum(groups, 0) - groups  # groups coded before each group
+        direct = (t == 0).to(coef_mask.dtype)[:, None, None, None]
+        known = before[group] * coef_mask * direct
+        target = torch.where(direct > 0, groups[group] * coef_mask * CONTEXT_GROUPS, coef_mask)
+        return known, target
 
     def top_bits(self, top: torch.Tensor, chan_mask: torch.Tensor) -> torch.Tensor:
         """Bits of the top image (B, 3, h, w) under the per-channel Laplace, masked by (B, 3)."""
@@ -205,7 +251,8 @@ def load_model(path: Path) -> tuple[MultiscalePrior, str]:
 
 
 def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_mask: np.ndarray, chroma: float,
-                level: int, gamma: float) -> np.ndarray:
+                level: int, gamma: float, known: np.ndarray | None = None,
+                known_y: np.ndarray | None = None) -> np.ndarray:
     """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1.
 
     The coder calls this with identical inputs on both sides, so the outputs are bit-identical
@@ -216,5 +263,6 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
     with torch.no_grad():
         out = model.network(tensor(z), tensor(coarse), tensor(band_mask),
                             torch.tensor([chroma], dtype=torch.float32, device=device), level,
-                            torch.tensor([gamma], dtype=torch.float32, device=device))
+                            torch.tensor([gamma], dtype=torch.float32, device=device),
+                            None if known is None else tensor(known), None if known_y is None else tensor(known_y))
     return out[0].double().cpu().numpy()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import data
-from .prior import MultiscalePrior, PriorConfig, save_model
+from .prior import CONTEXT_GROUPS, MultiscalePrior, PriorConfig, load_model, save_model
 
 SCALAR_LR_BOOST = 10.0  # schedule endpoints and top-model scalars learn this much faster
 
@@ -25,14 +25,20 @@ def level_tensors(lv: data.LevelBatch, device: torch.device) -> tuple[torch.Tens
 
 
 def batch_terms(model: MultiscalePrior, levels: list[data.LevelBatch], tops: np.ndarray, chroma: np.ndarray,
-                steps: int, t_of: Callable[[int], torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Per-element bits summed over levels: 'top', 'term' (term t_of(level) of each element) and 'prior'."""
+                steps: int, t_of: Callable[[int], torch.Tensor], device: torch.device,
+                group: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-element bits summed over levels: 'top', 'term' (term t_of(level) of each element) and 'prior'.
+
+    `group` fixes the direct model's context group (None: a random group per element).
+    """
     ch = torch.from_numpy(chroma).to(device)
     out = {"top": model.top_bits(torch.from_numpy(tops).to(device), torch.stack([torch.ones_like(ch), ch, ch], 1))}
     out["term"] = out["prior"] = torch.zeros_like(out["top"])
     for j, lv in enumerate(levels):
         details, coarse, mask = level_tensors(lv, device)
-        terms = model.level_loss_terms(details, coarse, mask, ch, j + 1, t_of(j), steps)
+        n = details.shape[0]
+        groups = None if group is None else torch.full((n,), group, dtype=torch.long, device=device)
+        terms = model.level_loss_terms(details, coarse, mask, ch, j + 1, t_of(j), steps, groups)
         out["term"], out["prior"] = out["term"] + terms["term"], out["prior"] + terms["prior"]
     return out
 
@@ -45,8 +51,12 @@ def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], ma
     torch.manual_seed(seed)
     n = len(samples)
     with torch.no_grad():
-        d = batch_terms(model, levels, tops, chroma, 0, lambda j: torch.zeros(n, dtype=torch.long), device)
-        direct = (d["top"] + d["term"]).sum().item()
+        groups = range(CONTEXT_GROUPS) if model.config.context else [None]
+        direct = 0.0
+        for g in groups:  # each context group's bits come weighted by the number of groups
+            d = batch_terms(model, levels, tops, chroma, 0, lambda j: torch.zeros(n, dtype=torch.long), device, g)
+            direct += d["term"].sum().item() / len(groups)
+        direct += d["top"].sum().item()
         elbo = 0.0
         for t in range(1, steps + 1):
             e = batch_terms(model, levels, tops, chroma, steps, lambda j: torch.full((n,), t, dtype=torch.long), device)
@@ -57,8 +67,11 @@ def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], ma
 def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 32,
           blocks: int = 4, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
-          log: Callable[[str], None] = print) -> Path:
-    """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir."""
+          context: bool = False, init_from: Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
+
+    `init_from` starts a new run from a model file's weights and architecture (plus `context`).
+    """
     device = torch.device(device_name)
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,11 +82,19 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         config = PriorConfig(**ckpt["config"])
         log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
+    elif init_from is not None:
+        ckpt, (start_model, _) = None, load_model(init_from)
+        config = PriorConfig(**{**asdict(start_model.config), "context": context or start_model.config.context,
+                                "default_steps": None})
+        log(f"starting from the weights of {init_from}")
     else:
         ckpt = None
-        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks,
+        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks, context=context,
                              detail_scales=data.detail_rms(train_files[::4], map_name))
-    model = MultiscalePrior(config).to(device).to(memory_format=torch.channels_last)
+    model = MultiscalePrior(config)
+    if ckpt is None and init_from is not None:
+        copy_weights(start_model, model)
+    model = model.to(device).to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
     schedule_params = [model.gamma_min, model.gamma_span, model.top_mean, model.top_log_scale]
     opt = torch.optim.Adam([{"params": list(model.denoiser.parameters()), "scale": 1.0},
@@ -88,7 +109,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     val_samples = [data.crop_to_planes(center_crop(data.load_rgb(p), 256), False) for p in val_files]
     last_val = None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
-               f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}")
+               f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
+               + " --context" * config.context + (f" --init-from {init_from}" if init_from else ""))
     manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
                 "batch": batch, "lr": lr,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
@@ -143,6 +165,19 @@ def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: tor
             "train_seconds": round(seconds), "device": manifest["device"], "last_validation": last_val,
             **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "val_files", "train_files")}}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+
+
+def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:
+    """Copy every weight of `source` into `target`; input channels `target` adds start at zero,
+    so the copy computes what `source` did until training teaches it the new inputs."""
+    state = target.state_dict()
+    for name, value in source.state_dict().items():
+        if state[name].shape == value.shape:
+            state[name] = value.clone()
+        else:  # the first convolution with more input channels
+            state[name] = torch.zeros_like(state[name])
+            state[name][:, : value.shape[1]] = value
+    target.load_state_dict(state)
 
 
 def center_crop(im: np.ndarray, size: int) -> np.ndarray:

@@ -39,3 +39,40 @@ def test_validation_split_is_deterministic_and_disjoint(tmp_path):
     train, val = split_train_val(files, 0.1, seed=0)
     assert split_train_val(files, 0.1, seed=0) == (train, val)
     assert not set(train) & set(val) and len(train) + len(val) == 200 and 5 < len(val) < 40
+
+
+def test_context_model_starts_as_its_source_and_round_trips(tmp_path, model):
+    """--init-from --context: new input channels start at zero, so before training the context model
+    gives exactly the source model's direct bits, group by group; after training it still codes exactly."""
+    from hvpzip import codec, data as training_data
+    from hvpzip.prior import MultiscalePrior, PriorConfig
+    from hvpzip.train import copy_weights, evaluate
+
+    source = model.prior
+    context_model = MultiscalePrior(PriorConfig(**{**source.config.__dict__, "context": True}))
+    copy_weights(source, context_model)
+    context_model.eval()
+    samples = [training_data.crop_to_planes(smooth_image(32, 32, 3, seed=s).transpose(2, 0, 1), False) for s in (1, 2)]
+    a = evaluate(source, samples, "haar", 0, "cpu")["direct_bpsp"]
+    b = evaluate(context_model, samples, "haar", 0, "cpu")["direct_bpsp"]
+    assert abs(a - b) < 1e-4
+    pixels = smooth_image(40, 52, 3, seed=3)
+    old_bits = codec.Codec(source, 0).encode(pixels, "RGB")[1].analytic
+    assert abs(codec.Codec(context_model, 0).encode(pixels, "RGB")[1].analytic - old_bits) < 1e-6 * old_bits
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    start = tmp_path / "start.pt"
+    hvpzip.prior.save_model(source, start)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2",
+                                  "--iters", "2", "--eval-every", "2", "--context", "--init-from", str(start)])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["config"]["context"] and "--init-from" in card["training_command"]
+    trained = hvpzip.load_model(out / "model.pt")
+    for steps in (0, 4):
+        packed = hvpzip.compress(pixels, steps=steps, model=trained)
+        assert np.array_equal(hvpzip.decompress(packed, model=trained), pixels)
