@@ -107,14 +107,15 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         iteration = ckpt["iteration"]
     sampler = data.CropSampler(train_files, crop, seed + iteration)
     val_samples = [data.crop_to_planes(center_crop(data.load_rgb(p), 256), False) for p in val_files]
-    last_val = None
+    last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
                f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
                + " --context" * config.context + (f" --init-from {init_from}" if init_from else ""))
     manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
                 "batch": batch, "lr": lr,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
-                "val_files": [str(p.relative_to(data_dir)) for p in val_files]}
+                "val_files": [str(p.relative_to(data_dir)) for p in val_files],
+                "init_from": init_provenance(init_from)}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     T = config.steps
     subpixels = crop * crop * 3
@@ -163,8 +164,34 @@ def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: tor
     save_model(ema, out_dir / "model.pt")
     card = {"model_file": "model.pt", "training_command": manifest["command"], "iterations": iteration,
             "train_seconds": round(seconds), "device": manifest["device"], "last_validation": last_val,
-            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "val_files", "train_files")}}
+            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "init_from", "val_files", "train_files")}}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+
+
+def last_validation(log_path: Path) -> dict | None:
+    """The last logged record with validation numbers (so a resumed run's card keeps them)."""
+    last = None
+    if log_path.exists():
+        for line in log_path.read_text().splitlines():
+            record = json.loads(line)
+            if "val_elbo_bpsp" in record:
+                last = record
+    return last
+
+
+def init_provenance(init_from: Path | None) -> dict | None:
+    """Where a run's starting weights came from: file hash, and the card of the run that made them."""
+    if init_from is None:
+        return None
+    import hashlib
+
+    record = {"path": str(init_from), "sha256": hashlib.sha256(Path(init_from).read_bytes()).hexdigest()}
+    card = Path(init_from).with_name("model_card.json")
+    if card.exists():
+        source = json.loads(card.read_text())
+        record.update({k: source.get(k) for k in ("training_command", "iterations", "train_seconds",
+                                                  "last_validation", "init_from")})
+    return record
 
 
 def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:

@@ -1,6 +1,7 @@
 """The training command runs end to end on a tiny folder, exports a loadable model and resumes."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -28,7 +29,8 @@ def test_train_export_and_resume(tmp_path):
     assert card["last_validation"]["val_elbo_bpsp"] > 0
     r = CliRunner().invoke(main, args + ["--iters", "3"])
     assert r.exit_code == 0 and "resuming" in r.output
-    assert json.loads((out / "model_card.json").read_text())["iterations"] == 3
+    resumed = json.loads((out / "model_card.json").read_text())
+    assert resumed["iterations"] == 3 and resumed["last_validation"]["iteration"] == 2  # kept across the resume
     model = hvpzip.load_model(out / "model.pt")
     pixels = smooth_image(20, 20, 3)
     assert np.array_equal(hvpzip.decompress(hvpzip.compress(pixels, model=model), model=model), pixels)
@@ -72,6 +74,7 @@ def test_context_model_starts_as_its_source_and_round_trips(tmp_path, model):
     assert r.exit_code == 0, r.output
     card = json.loads((out / "model_card.json").read_text())
     assert card["config"]["context"] and "--init-from" in card["training_command"]
+    assert card["init_from"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
     trained = hvpzip.load_model(out / "model.pt")
     for steps in (0, 4):
         packed = hvpzip.compress(pixels, steps=steps, model=trained)
