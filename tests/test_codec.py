@@ -38,7 +38,7 @@ def test_file_size_matches_negative_elbo(model, photo_crop, steps):
     size_bits = 8 * len(result.data)
     assert abs(size_bits - result.neg_elbo_bits) / result.neg_elbo_bits < 0.03
     _, payload = container.unpack(result.data)
-    assert 8 * len(payload) == result.codelength.total  # the per-tile accounting is the payload, exactly
+    assert 8 * len(payload) == pytest.approx(result.codelength.total, abs=1e-6)  # the accounting is the payload
     assert np.array_equal(hvpzip.decompress(result.data, model=model), photo_crop)
 
 
