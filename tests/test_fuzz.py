@@ -14,7 +14,7 @@ def sample_files(model):
     return fuzz.sample_files(model)
 
 
-@settings(max_examples=400, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=30000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=st.integers(0, 3), kind=st.sampled_from(fuzz.MUTATIONS), seed=st.integers(0, 2**32 - 1))
 def test_mutated_files_fail_cleanly_or_decode_exactly(model, sample_files, case, kind, seed):
     data, pixels, payload_start = sample_files[case]
