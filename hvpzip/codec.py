@@ -220,7 +220,6 @@ class Codec:
         """Code one tile's details (9, h, w) at `origin` of its level; returns its negative-ELBO bits per term."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
-        symbols = details[mask]
         y = details / c
         if steps == 0:
             params = []  # the direct model, group by group; pushed last-first so the decoder pops them in order
@@ -230,6 +229,7 @@ class Codec:
                 params.append((group, mean[group], scale[group]))
                 known |= group
             return {"decoder": sum(self._push_laplace(stack, details[g], m, s) for g, m, s in reversed(params))}
+        symbols = details[mask]
         a1, s1 = schedule.alpha_sigma(gammas[0], np)
         k = pop_latent(stack, a1 * y[mask], s1, grids[0], symbols.size)
         z = self._latent(k, grids[0], mask)
