@@ -391,16 +391,20 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--context", is_flag=True, help="Direct model codes each level in 4 context groups (checkerboard, luma/chroma).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start a new run from this model file (its architecture; --width/--blocks/--map are ignored).")
+@click.option("--direct-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="How often the direct (T=0) term is trained [default: 1/(T+1), like every other term].")
+@click.option("--lr-final", type=click.FloatRange(0.0), default=None,
+              help="Cosine-decay the learning rate to this value at --iters [default: constant].")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
-          init_from: Path | None) -> None:
+          init_from: Path | None, direct_share: float | None, lr_final: float | None) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
     from .train import train as run_training
 
     path = run_training(data_dir, out_dir, crop=crop, batch=batch, steps=T, width=width, blocks=blocks, lr=lr,
                         seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
                         eval_every=eval_every, device_name=device, context=context, init_from=init_from,
-                        log=lambda s: click.echo(s, err=True))
+                        direct_share=direct_share, lr_final=lr_final, log=lambda s: click.echo(s, err=True))
     click.echo(f"model written to {path}")
 
 

@@ -26,8 +26,10 @@ def level_tensors(lv: data.LevelBatch, device: torch.device) -> tuple[torch.Tens
 
 def batch_terms(model: MultiscalePrior, levels: list[data.LevelBatch], tops: np.ndarray, chroma: np.ndarray,
                 steps: int, t_of: Callable[[int], torch.Tensor], device: torch.device,
-                group: int | None = None) -> dict[str, torch.Tensor]:
-    """Per-element bits summed over levels: 'top', 'term' (term t_of(level) of each element) and 'prior'.
+                group: int | None = None,
+                term_weight: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-element bits summed over levels: 'top', 'term' (term t_of(level) of each element, times
+    term_weight(t) if given) and 'prior'.
 
     `group` fixes the direct model's context group (None: a random group per element).
     """
@@ -38,8 +40,10 @@ def batch_terms(model: MultiscalePrior, levels: list[data.LevelBatch], tops: np.
         details, coarse, mask = level_tensors(lv, device)
         n = details.shape[0]
         groups = None if group is None else torch.full((n,), group, dtype=torch.long, device=device)
-        terms = model.level_loss_terms(details, coarse, mask, ch, j + 1, t_of(j), steps, groups)
-        out["term"], out["prior"] = out["term"] + terms["term"], out["prior"] + terms["prior"]
+        t = t_of(j)
+        terms = model.level_loss_terms(details, coarse, mask, ch, j + 1, t, steps, groups)
+        weight = 1.0 if term_weight is None else term_weight(t).to(device)
+        out["term"], out["prior"] = out["term"] + weight * terms["term"], out["prior"] + terms["prior"]
     return out
 
 
@@ -64,13 +68,34 @@ def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], ma
     return {"direct_bpsp": float(direct / subpixels), "elbo_bpsp": float(elbo / subpixels)}
 
 
+def term_distribution(steps: int, direct_share: float | None) -> torch.Tensor:
+    """Sampling probabilities of the terms t = 0..T: the direct model gets `direct_share`, the T diffusion
+    terms split the rest evenly (None: all T + 1 terms equally likely)."""
+    if direct_share is None or steps == 0:
+        return torch.full((steps + 1,), 1.0 / (steps + 1))
+    return torch.tensor([direct_share] + [(1.0 - direct_share) / steps] * steps)
+
+
+def learning_rate(lr: float, lr_final: float | None, iteration: int, max_iters: int) -> float:
+    """100-iteration linear warm-up, then constant, or cosine decay to `lr_final` at `max_iters`."""
+    warm = min(1.0, (iteration + 1) / 100)
+    if lr_final is None:
+        return lr * warm
+    progress = min(1.0, iteration / max(1, max_iters))
+    return warm * (lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 32,
           blocks: int = 4, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
-          context: bool = False, init_from: Path | None = None, log: Callable[[str], None] = print) -> Path:
+          context: bool = False, init_from: Path | None = None, direct_share: float | None = None,
+          lr_final: float | None = None, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
     `init_from` starts a new run from a model file's weights and architecture (plus `context`).
+    `direct_share` is how often the direct (T = 0) term is sampled; every term is weighted by one over
+    its probability, so the loss stays an unbiased estimate of direct NLL + T-step negative ELBO.
+    `lr_final` turns on cosine decay of the learning rate to that value at `max_iters`.
     """
     device = torch.device(device_name)
     torch.manual_seed(seed)
@@ -110,14 +135,17 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
                f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
-               + " --context" * config.context + (f" --init-from {init_from}" if init_from else ""))
+               + " --context" * config.context + (f" --init-from {init_from}" if init_from else "")
+               + (f" --direct-share {direct_share}" if direct_share is not None else "")
+               + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else ""))
     manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
-                "batch": batch, "lr": lr,
+                "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
                 "init_from": init_provenance(init_from)}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     T = config.steps
+    term_probs = term_distribution(T, direct_share)
     subpixels = crop * crop * 3
     start, last_save = time.time(), time.time()
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
@@ -125,15 +153,15 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         while iteration < max_iters and (time.time() - start) / 60 < max_minutes:
             samples = [sampler.sample() for _ in range(batch)]
             levels, tops, chroma = data.batch_levels(samples, config.map_name)
-            gen = lambda j: torch.randint(0, T + 1, (batch,))
-            terms = batch_terms(model, levels, tops, chroma, T, gen, device)
-            bits = terms["top"] + (T + 1) * terms["term"] + terms["prior"]  # unbiased: direct NLL + T-step NELBO
+            gen = lambda j: torch.multinomial(term_probs, batch, replacement=True)
+            terms = batch_terms(model, levels, tops, chroma, T, gen, device, term_weight=lambda t: 1.0 / term_probs[t])
+            bits = terms["top"] + terms["term"] + terms["prior"]  # unbiased: direct NLL + T-step NELBO
             loss = bits.mean() / subpixels
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             for g in opt.param_groups:
-                g["lr"] = lr * g["scale"] * min(1.0, (iteration + 1) / 100)
+                g["lr"] = learning_rate(lr, lr_final, iteration, max_iters) * g["scale"]
             opt.step()
             iteration += 1
             decay = min(0.999, (1 + iteration) / (10 + iteration))
@@ -164,7 +192,7 @@ def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: tor
     save_model(ema, out_dir / "model.pt")
     card = {"model_file": "model.pt", "training_command": manifest["command"], "iterations": iteration,
             "train_seconds": round(seconds), "device": manifest["device"], "last_validation": last_val,
-            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "init_from", "val_files", "train_files")}}
+            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "lr_final", "direct_share", "init_from", "val_files", "train_files")}}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
 
 

@@ -79,3 +79,33 @@ def test_context_model_starts_as_its_source_and_round_trips(tmp_path, model):
     for steps in (0, 4):
         packed = hvpzip.compress(pixels, steps=steps, model=trained)
         assert np.array_equal(hvpzip.decompress(packed, model=trained), pixels)
+
+
+def test_direct_share_and_lr_decay_are_recorded_and_shaped(tmp_path):
+    """--direct-share reweights the sampled terms (probabilities sum to 1, each term weighted by 1/p),
+    --lr-final decays the learning rate by cosine to that value at --iters; both go into the model card."""
+    import torch
+
+    from hvpzip.train import learning_rate, term_distribution
+
+    probs = term_distribution(4, 0.5)
+    assert torch.isclose(probs.sum(), torch.tensor(1.0)) and probs[0] == 0.5 and torch.allclose(probs[1:], torch.tensor(0.125))
+    assert torch.allclose(term_distribution(4, None), torch.full((5,), 0.2))
+    rates = [learning_rate(1e-3, 1e-4, i, 1000) for i in range(0, 1001, 50)]
+    assert rates[0] < 2e-5 and abs(rates[2] - 1e-3) < 5e-5 and abs(rates[-1] - 1e-4) < 1e-12
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert learning_rate(1e-3, None, 5000, 1000) == 1e-3
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(smooth_image(40, 40, 3, seed=i)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2",
+                                  "--steps", "2", "--width", "8", "--blocks", "1", "--iters", "2",
+                                  "--direct-share", "0.6", "--lr-final", "1e-4"])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["direct_share"] == 0.6 and card["lr_final"] == 1e-4
+    assert "--direct-share 0.6 --lr-final 0.0001 --iters 2" in card["training_command"]
+    bad = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--direct-share", "1.5"])
+    assert bad.exit_code == 2 and "direct-share" in bad.output
