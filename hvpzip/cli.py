@@ -327,7 +327,7 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
     from tqdm import tqdm
 
     from . import ood as detector
-    from .data import list_images, load_rgb
+    from .data import center_crop, list_images, load_rgb
     from .datasets import find_dataset
     from .images import read_image
     from .score import score_pixels
@@ -338,7 +338,7 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 
     def load(folder: Path) -> list:
         try:
-            return [detector.center_crop(read_image(p.read_bytes()).pixels, crop) for p in list_images(folder)]
+            return [center_crop(read_image(p.read_bytes()).pixels, crop) for p in list_images(folder)]
         except (FileNotFoundError, ValueError, OSError) as err:
             raise click.ClickException(f"{folder}: {err}") from None
 

@@ -49,11 +49,10 @@ def image_planes(pixels: np.ndarray, mode: str) -> list[tuple[np.ndarray, float]
     if mode not in MODES:
         raise ValueError(f"unsupported image mode {mode}")
     chans = pixels.reshape(pixels.shape[0], pixels.shape[1], -1).transpose(2, 0, 1).astype(np.int64)
-    gray = lambda c: (np.stack([c, np.zeros_like(c), np.zeros_like(c)]), 0.0)
-    if mode in ("RGB", "RGBA"):
-        planes = [(maps.ycocg_r_forward(chans[:3]), 1.0)]
-        return planes + ([gray(chans[3])] if mode == "RGBA" else [])
-    return [gray(c) for c in chans]
+    colour = mode in ("RGB", "RGBA")
+    planes = [maps.ycocg_r_forward(chans[:3])] if colour else []
+    planes += [np.stack([c, np.zeros_like(c), np.zeros_like(c)]) for c in chans[3 if colour else 0 :]]
+    return list(zip(planes, PLANE_CHROMA[mode]))
 
 
 def planes_image(planes: list[np.ndarray], mode: str) -> np.ndarray:

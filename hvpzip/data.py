@@ -36,6 +36,18 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy()
 
 
+def center_crop(im: np.ndarray, size: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Central size x size crop over two `axes` ((0, 1) for (H, W, C), (1, 2) for (C, H, W));
+    a side shorter than `size` is kept whole, and size 0 keeps everything."""
+    if size <= 0:
+        return im
+    window = [slice(None)] * im.ndim
+    for axis in axes:
+        start = max(0, (im.shape[axis] - size) // 2)
+        window[axis] = slice(start, start + size)
+    return np.ascontiguousarray(im[tuple(window)])
+
+
 @dataclass
 class LevelBatch:
     """One level of a batch of crops, as float32 arrays ready for the prior."""

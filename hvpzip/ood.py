@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .data import center_crop
+
 OOD_KINDS = ("noise", "gradients", "text", "drawings", "jpeg-q10", "upside-down", "channel-swap")
 SCORES = ("bpsp", "scale_contrast", "input_complexity")
 
@@ -26,15 +28,6 @@ def auroc(in_scores: list[float] | np.ndarray, ood_scores: list[float] | np.ndar
     greater = (b[:, None] > a[None, :]).sum()
     ties = (b[:, None] == a[None, :]).sum()
     return float((greater + 0.5 * ties) / (a.size * b.size))
-
-
-def center_crop(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Central size x size crop of an (H, W, C) image (a smaller side is kept whole); 0 keeps it all."""
-    if size <= 0:
-        return pixels
-    h, w = pixels.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return np.ascontiguousarray(pixels[y : y + size, x : x + size])
 
 
 def png_bpsp(pixels: np.ndarray) -> float:

@@ -131,7 +131,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         opt.load_state_dict(ckpt["opt"])
         iteration = ckpt["iteration"]
     sampler = data.CropSampler(train_files, crop, seed + iteration)
-    val_samples = [data.crop_to_planes(center_crop(data.load_rgb(p), 256), False) for p in val_files]
+    val_samples = [data.crop_to_planes(data.center_crop(data.load_rgb(p), 256, axes=(1, 2)), False) for p in val_files]
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
                f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
@@ -233,13 +233,6 @@ def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:
             state[name] = torch.zeros_like(state[name])
             state[name][:, : value.shape[1]] = value
     target.load_state_dict(state)
-
-
-def center_crop(im: np.ndarray, size: int) -> np.ndarray:
-    """Central size x size crop of a (C, H, W) array (smaller images are kept whole)."""
-    h, w = im.shape[1:]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return np.ascontiguousarray(im[:, y : y + size, x : x + size])
 
 
 def save_checkpoint(path: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer,
