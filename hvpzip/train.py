@@ -102,6 +102,12 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     out_dir.mkdir(parents=True, exist_ok=True)
     files = data.list_images(data_dir)
     train_files, val_files = data.split_train_val(files, val_fraction, seed)
+    inherited = set((source_card(init_from) or {}).get("val_files") or []) if init_from else set()
+    if any(str(p.relative_to(data_dir)) in inherited for p in files):
+        # a continued run keeps its source's held-out photos out of training, whatever its --seed
+        val_files = [p for p in files if str(p.relative_to(data_dir)) in inherited]
+        train_files = [p for p in files if str(p.relative_to(data_dir)) not in inherited]
+        log(f"validation split: the {len(val_files)} held-out images of {init_from}'s run")
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -214,12 +220,20 @@ def init_provenance(init_from: Path | None) -> dict | None:
     import hashlib
 
     record = {"path": str(init_from), "sha256": hashlib.sha256(Path(init_from).read_bytes()).hexdigest()}
-    card = Path(init_from).with_name("model_card.json")
-    if card.exists():
-        source = json.loads(card.read_text())
+    source = source_card(init_from)
+    if source is not None:
         record.update({k: source.get(k) for k in ("training_command", "iterations", "train_seconds",
                                                   "last_validation", "init_from")})
     return record
+
+
+def source_card(model_file: Path) -> dict | None:
+    """The card beside a model file: a run's model_card.json, or MODEL_CARD.json of a shipped model."""
+    for name in ("model_card.json", "MODEL_CARD.json"):
+        card = Path(model_file).with_name(name)
+        if card.exists():
+            return json.loads(card.read_text())
+    return None
 
 
 def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:

@@ -109,3 +109,25 @@ def test_direct_share_and_lr_decay_are_recorded_and_shaped(tmp_path):
     assert "--direct-share 0.6 --lr-final 0.0001 --iters 2" in card["training_command"]
     bad = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--direct-share", "1.5"])
     assert bad.exit_code == 2 and "direct-share" in bad.output
+
+
+def test_init_from_keeps_the_source_runs_validation_split(tmp_path):
+    """A run started with --init-from never trains on its source run's held-out photos, even with
+    another --seed (whose own split would differ)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(40):
+        Image.fromarray(smooth_image(36, 36, 3, seed=i)).save(data / f"{i}.png")
+    base = ["--data", str(data), "--crop", "32", "--batch", "2", "--steps", "1", "--width", "8", "--blocks", "1",
+            "--iters", "1", "--eval-every", "1"]
+    r = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "a"), "--seed", "0"] + base)
+    assert r.exit_code == 0, r.output
+    source_val = json.loads((tmp_path / "a" / "model_card.json").read_text())["val_files"]
+    own_val = [p.name for p in split_train_val(sorted(data.glob("*.png")), 0.05, 7)[1]]
+    assert source_val and sorted(own_val) != sorted(source_val)
+    r = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "b"), "--seed", "7",
+                                  "--init-from", str(tmp_path / "a" / "model.pt")] + base)
+    assert r.exit_code == 0 and "validation split" in r.output, r.output
+    card = json.loads((tmp_path / "b" / "model_card.json").read_text())
+    assert sorted(card["val_files"]) == sorted(source_val)
+    assert not set(card["train_files"]) & set(source_val) and len(card["train_files"]) + len(source_val) == 40
