@@ -102,11 +102,12 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     out_dir.mkdir(parents=True, exist_ok=True)
     files = data.list_images(data_dir)
     train_files, val_files = data.split_train_val(files, val_fraction, seed)
+    names = [str(p.relative_to(data_dir)) for p in files]
     inherited = set((source_card(init_from) or {}).get("val_files") or []) if init_from else set()
-    if any(str(p.relative_to(data_dir)) in inherited for p in files):
+    if inherited & set(names):
         # a continued run keeps its source's held-out photos out of training, whatever its --seed
-        val_files = [p for p in files if str(p.relative_to(data_dir)) in inherited]
-        train_files = [p for p in files if str(p.relative_to(data_dir)) not in inherited]
+        val_files = [p for p, name in zip(files, names) if name in inherited]
+        train_files = [p for p, name in zip(files, names) if name not in inherited]
         log(f"validation split: the {len(val_files)} held-out images of {init_from}'s run")
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
