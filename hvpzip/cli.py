@@ -122,7 +122,7 @@ def _model(model_path: Path | None):
 
     try:
         return load_model(model_path)
-    except (OSError, RuntimeError, KeyError) as err:
+    except (OSError, ValueError) as err:
         raise click.ClickException(f"cannot load model: {err}") from None
 
 
@@ -420,8 +420,9 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
               help="Images in parallel (timings then share the CPU).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write results.json, results.csv, summary.md and plot.png here.")
+@model_option
 def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str, workers: int,
-          out_dir: Path | None) -> None:
+          out_dir: Path | None, model_path: Path | None) -> None:
     """Compare hvpzip with reference lossless codecs (every round trip verified bit-exact)."""
     from . import bench as harness
     from .datasets import find_dataset
@@ -435,10 +436,13 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
         steps_list = [None if s.strip() == "default" else int(s) for s in steps_text.split(",")]
     except ValueError:
         raise click.UsageError("--steps takes integers or 'default', comma-separated") from None
+    if model_path is not None and "hvpzip" in names:
+        _model(model_path)  # a bad model file is a one-line error before any work
     try:
         folder = find_dataset(dataset, data_dir)
         rows = harness.run_benchmark(folder, names, steps_list, limit, workers, lambda r: click.echo(
-            f"{r.image} {r.codec}: {r.bpsp:.4f} bpsp, {r.encode_s:.1f} + {r.decode_s:.1f} s", err=True))
+            f"{r.image} {r.codec}: {r.bpsp:.4f} bpsp, {r.encode_s:.1f} + {r.decode_s:.1f} s", err=True),
+            model_path)
     except (FileNotFoundError, RuntimeError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(harness.summarize(rows))

@@ -241,11 +241,17 @@ def save_model(model: MultiscalePrior, path: Path) -> None:
 
 
 def load_model(path: Path) -> tuple[MultiscalePrior, str]:
-    """Load a model file; returns (model in eval mode, sha256 of the file)."""
+    """Load a model file; returns (model in eval mode, sha256 of the file).
+
+    Raises ValueError for a file that is not a model (torch.load fails in many ways on foreign bytes).
+    """
     data = Path(path).read_bytes()
-    blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    model = MultiscalePrior(PriorConfig(**blob["config"]))
-    model.load_state_dict(blob["state"])
+    try:
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        model = MultiscalePrior(PriorConfig(**blob["config"]))
+        model.load_state_dict(blob["state"])
+    except Exception as err:
+        raise ValueError(f"{path} is not an hvpzip model file ({type(err).__name__})") from None
     model.eval()
     return model, hashlib.sha256(data).hexdigest()
 

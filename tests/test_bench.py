@@ -79,3 +79,21 @@ def test_bench_unreadable_image(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     r = CliRunner().invoke(main, ["bench", "--dataset", str(tmp_path), "--codecs", "png"])
     assert r.exit_code != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bench_model_option(folder, tmp_path):
+    """--model benchmarks that model file (an untrained tiny model gives another codelength);
+    a file that is not a model is one line and exit 1."""
+    from hvpzip.prior import MultiscalePrior, PriorConfig, save_model
+
+    untrained = tmp_path / "untrained.pt"
+    save_model(MultiscalePrior(PriorConfig(width=8, blocks=1, steps=1)), untrained)
+    args = ["bench", "--dataset", str(folder), "--codecs", "hvpzip", "--steps", "0", "--limit", "1"]
+    mean = lambda out: float(out.split("| hvpzip-T0 | 1 | ")[1].split(" |")[0])
+    shipped, other = CliRunner().invoke(main, args), CliRunner().invoke(main, args + ["--model", str(untrained)])
+    assert shipped.exit_code == 0 and other.exit_code == 0, other.output
+    assert mean(other.stdout) != mean(shipped.stdout)  # another model, another codelength
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    bad = CliRunner().invoke(main, args + ["--model", str(junk)])
+    assert bad.exit_code == 1 and "cannot load model" in bad.stderr and "Traceback" not in bad.stderr
