@@ -198,8 +198,8 @@ def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: tor
     save_checkpoint(out_dir / "checkpoint.pt", model, ema, opt, iteration, seconds)
     save_model(ema, out_dir / "model.pt")
     card = {"model_file": "model.pt", "training_command": manifest["command"], "iterations": iteration,
-            "train_seconds": round(seconds), "device": manifest["device"], "last_validation": last_val,
-            **{k: manifest[k] for k in ("config", "seed", "crop", "batch", "lr", "lr_final", "direct_share", "init_from", "val_files", "train_files")}}
+            "train_seconds": round(seconds), "last_validation": last_val,
+            **{k: v for k, v in manifest.items() if k != "command"}}  # the manifest's settings and data lists
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
 
 
