@@ -388,7 +388,10 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--minutes", default=1e9, show_default=False, help="Stop after this many minutes in this run.")
 @click.option("--eval-every", default=200, show_default=True, help="Validation and checkpoint interval.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option("--context", is_flag=True, help="Direct model codes each level in 4 context groups (checkerboard, luma/chroma).")
+@click.option("--context", is_flag=True, help="Direct model codes each level in context groups (checkerboard halves).")
+@click.option("--context-groups", type=click.Choice(["4", "6"]), default=None,
+              help="Context groups per level: 4 (luma, then chroma) or 6 (Y, Co, Cg in turn); implies --context "
+                   "[default: 4, or the --init-from model's].")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start a new run from this model file (its architecture; --width/--blocks/--map are ignored).")
 @click.option("--direct-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
@@ -397,13 +400,14 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
               help="Cosine-decay the learning rate to this value at --iters [default: constant].")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
-          init_from: Path | None, direct_share: float | None, lr_final: float | None) -> None:
+          context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
     from .train import train as run_training
 
     path = run_training(data_dir, out_dir, crop=crop, batch=batch, steps=T, width=width, blocks=blocks, lr=lr,
                         seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
-                        eval_every=eval_every, device_name=device, context=context, init_from=init_from,
+                        eval_every=eval_every, device_name=device, context=context,
+                        context_groups=int(context_groups) if context_groups else None, init_from=init_from,
                         direct_share=direct_share, lr_final=lr_final, log=lambda s: click.echo(s, err=True))
     click.echo(f"model written to {path}")
 

@@ -3,9 +3,9 @@
 Per level j, y = details_j / c_j is modelled given the coarse image by a discrete-time VP
 diffusion with T steps, learned schedule endpoints, learned reverse variances and a learned
 discretized-Laplace decoder on the integer grid. T = 0 is the direct model p(details | coarse),
-the same network evaluated at infinite noise; with `context` it is autoregressive over four groups
-of a level's coefficients (checkerboard anchors then the rest, luma then chroma), each group
-conditioned on the groups before it.
+the same network evaluated at infinite noise; with `context` it is autoregressive over groups of a
+level's coefficients (checkerboard anchors then the rest, for luma then chroma, or for each of
+Y, Co and Cg in turn), each group conditioned on the groups before it.
 """
 from __future__ import annotations
 
@@ -28,17 +28,20 @@ COARSE_OFFSET = (128.0, 0.0, 0.0)
 COARSE_SCALE = 64.0
 BASE_INPUTS = COEFS + 3 + 3 + 1  # z, coarse image, band mask, chroma flag
 CONTEXT_INPUTS = 2 * COEFS  # known coefficient values and their mask (direct model with context)
-CONTEXT_GROUPS = 4
+# context group count -> the colour channels coded together, in coding order
+CONTEXT_CHANNEL_SETS = {4: ((0,), (1, 2)), 6: ((0,), (1,), (2,))}
 
 
-def context_groups(height: int, width: int, y0: int = 0, x0: int = 0) -> np.ndarray:
-    """(4, 9, h, w) bool coding groups of a level tile at (y0, x0): checkerboard anchors of the
-    luma coefficients, the other luma positions, then the same two for chroma."""
+def context_groups(count: int, height: int, width: int, y0: int = 0, x0: int = 0) -> np.ndarray:
+    """(count, 9, h, w) bool coding groups of a level tile at (y0, x0): for each channel set of
+    CONTEXT_CHANNEL_SETS[count] in turn, its checkerboard anchors, then its other positions."""
     yy, xx = np.mgrid[y0 : y0 + height, x0 : x0 + width]
     anchor = (yy + xx) % 2 == 0
-    luma = np.arange(COEFS) < 3  # coefficient index = channel * 3 + band
-    groups = [luma[:, None, None] & anchor, luma[:, None, None] & ~anchor,
-              ~luma[:, None, None] & anchor, ~luma[:, None, None] & ~anchor]
+    channel = np.arange(COEFS) // 3  # coefficient index = channel * 3 + band
+    groups = []
+    for channels in CONTEXT_CHANNEL_SETS[count]:
+        chosen = np.isin(channel, channels)[:, None, None]
+        groups += [chosen & anchor, chosen & ~anchor]
     return np.stack(groups)
 
 
@@ -53,7 +56,8 @@ class PriorConfig:
     blocks: int = 4
     embed: int = 64
     detail_scales: list[list[float]] = field(default_factory=lambda: [[8.0] * COEFS])
-    context: bool = False  # the direct model codes a level in CONTEXT_GROUPS groups, each seeing the earlier ones
+    context: bool = False  # the direct model codes a level in groups, each seeing the earlier ones
+    context_groups: int = 4  # a key of CONTEXT_CHANNEL_SETS: luma/chroma (4) or Y/Co/Cg (6), each in two checkerboard halves
 
 
 def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -105,6 +109,8 @@ class MultiscalePrior(nn.Module):
 
     def __init__(self, config: PriorConfig):
         super().__init__()
+        if config.context_groups not in CONTEXT_CHANNEL_SETS:
+            raise ValueError(f"context_groups must be one of {sorted(CONTEXT_CHANNEL_SETS)}, not {config.context_groups}")
         self.config = config
         self.denoiser = Denoiser(config.width, config.blocks, config.embed,
                                  BASE_INPUTS + CONTEXT_INPUTS * config.context)
@@ -169,7 +175,7 @@ class MultiscalePrior(nn.Module):
 
         details (B, 9, h, w) integer-valued floats, coarse (B, 3, h, w), coef_mask (B, 9, h, w).
         With context, direct elements code context group `group` (B,) given the groups before it,
-        times CONTEXT_GROUPS (an unbiased estimate of the level's bits; None: random groups).
+        times the number of groups (an unbiased estimate of the level's bits; None: random groups).
         Returns 'term' (bits of the sampled term) and 'prior' (bits of KL(q(z_T|y) || N(0, 1))).
         """
         c = self.detail_scale(level)[None, :, None, None]
@@ -217,13 +223,14 @@ class MultiscalePrior(nn.Module):
         if not self.config.context:
             return None, coef_mask
         b, _, h, w = coef_mask.shape
-        groups = torch.from_numpy(context_groups(h, w)).to(coef_mask.device, coef_mask.dtype)  # (G, 9, h, w)
+        count = self.config.context_groups
+        groups = torch.from_numpy(context_groups(count, h, w)).to(coef_mask.device, coef_mask.dtype)  # (G, 9, h, w)
         if group is None:
-            group = torch.randint(0, CONTEXT_GROUPS, (b,), device=coef_mask.device)
+            group = torch.randint(0, count, (b,), device=coef_mask.device)
         before = torch.cumsum(groups, 0) - groups  # groups coded before each group
         direct = (t == 0).to(coef_mask.dtype)[:, None, None, None]
         known = before[group] * coef_mask * direct
-        target = torch.where(direct > 0, groups[group] * coef_mask * CONTEXT_GROUPS, coef_mask)
+        target = torch.where(direct > 0, groups[group] * coef_mask * count, coef_mask)
         return known, target
 
     def top_bits(self, top: torch.Tensor, chan_mask: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import data
-from .prior import CONTEXT_GROUPS, MultiscalePrior, PriorConfig, load_model, save_model
+from .prior import MultiscalePrior, PriorConfig, load_model, save_model
 
 SCALAR_LR_BOOST = 10.0  # schedule endpoints and top-model scalars learn this much faster
 
@@ -55,7 +55,7 @@ def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], ma
     torch.manual_seed(seed)
     n = len(samples)
     with torch.no_grad():
-        groups = range(CONTEXT_GROUPS) if model.config.context else [None]
+        groups = range(model.config.context_groups) if model.config.context else [None]
         direct = 0.0
         for g in groups:  # each context group's bits come weighted by the number of groups
             d = batch_terms(model, levels, tops, chroma, 0, lambda j: torch.zeros(n, dtype=torch.long), device, g)
@@ -88,11 +88,12 @@ def learning_rate(lr: float, lr_final: float | None, iteration: int, max_iters: 
 def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 32,
           blocks: int = 4, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
-          context: bool = False, init_from: Path | None = None, direct_share: float | None = None,
-          lr_final: float | None = None, log: Callable[[str], None] = print) -> Path:
+          context: bool = False, context_groups: int | None = None, init_from: Path | None = None,
+          direct_share: float | None = None, lr_final: float | None = None, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
-    `init_from` starts a new run from a model file's weights and architecture (plus `context`).
+    `init_from` starts a new run from a model file's weights and architecture (plus `context` and
+    `context_groups`, which default to the source model's; a given `context_groups` turns context on).
     `direct_share` is how often the direct (T = 0) term is sampled; every term is weighted by one over
     its probability, so the loss stays an unbiased estimate of direct NLL + T-step negative ELBO.
     `lr_final` turns on cosine decay of the learning rate to that value at `max_iters`.
@@ -116,12 +117,14 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
     elif init_from is not None:
         ckpt, (start_model, _) = None, load_model(init_from)
-        config = PriorConfig(**{**asdict(start_model.config), "context": context or start_model.config.context,
-                                "default_steps": None})
+        source = start_model.config
+        config = PriorConfig(**{**asdict(source), "context": context or bool(context_groups) or source.context,
+                                "context_groups": context_groups or source.context_groups, "default_steps": None})
         log(f"starting from the weights of {init_from}")
     else:
         ckpt = None
-        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks, context=context,
+        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks,
+                             context=context or bool(context_groups), context_groups=context_groups or 4,
                              detail_scales=data.detail_rms(train_files[::4], map_name))
     model = MultiscalePrior(config)
     if ckpt is None and init_from is not None:
@@ -142,7 +145,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
                f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
-               + " --context" * config.context + (f" --init-from {init_from}" if init_from else "")
+               + f" --context --context-groups {config.context_groups}" * config.context
+               + (f" --init-from {init_from}" if init_from else "")
                + (f" --direct-share {direct_share}" if direct_share is not None else "")
                + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else ""))
     manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
