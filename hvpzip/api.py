@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import MODES, REGION, Codec, Codelength
+from .codec import DIRECT_TILE, MODES, REGION, Codec, Codelength
 from .container import FormatError, Header
 from .prior import MultiscalePrior, load_model as load_model_file
 
@@ -144,7 +144,8 @@ def decompress_image(data: bytes, model: Model | None = None,
     try:
         with _deterministic():
             region_side = REGION if header.version >= 2 else max(header.height, header.width)  # v1: one region
-            pixels = Codec(model.prior, header.steps).decode(words, header.mode, header.height, header.width, progress,
+            direct_tile = DIRECT_TILE if header.version >= 3 else None  # v1, v2: bits-back tiles at T = 0 too
+            pixels = Codec(model.prior, header.steps, direct_tile).decode(words, header.mode, header.height, header.width, progress,
                                                               region_side)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise

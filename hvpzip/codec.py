@@ -3,7 +3,8 @@
 Compression codes plane by plane, each from the finest level to the top; decompression runs the
 exact mirror. Each tile's diffusion chain sees only its own latents and the (fully known) coarse
 image. The first tiles of the finest level grow from a single position so that bits-back always
-has bits to pop (see `tile_schedule`).
+has bits to pop (see `tile_schedule`). At T = 0 nothing is popped, so levels are cut only into
+large plain tiles (DIRECT_TILE): the network then sees almost every coefficient's whole context.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
 REGION = 2048  # larger images are coded as independent regions of at most REGION x REGION (bounded memory)
 TILE = 64  # coding tile side, in positions of a level
+DIRECT_TILE = 512  # tile side when every tile is coded directly (T = 0): large, bounding only memory
 GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
@@ -69,12 +71,13 @@ def planes_image(planes: list[np.ndarray], mode: str) -> np.ndarray:
 
 
 def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before: int,
-                  tile: int = TILE, growth: float = GROWTH) -> list[Rect]:
+                  tile: int = TILE, growth: float | None = GROWTH) -> list[tuple[Rect, int]]:
     """Rectangles (y0, y1, x0, x1) covering a level's position grid, in encoding order, each with the
     number of coefficients coded before it.
 
     Regular tiles in raster order, each split in halves (recursively) while it holds more than
     `growth` times the coefficients coded before it; so an image starts from a single position.
+    `growth` None: plain tiles, never split.
     """
     rects: list[tuple[Rect, int]] = []
     coded = coded_before
@@ -82,7 +85,7 @@ def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before
     def place(y0: int, y1: int, x0: int, x1: int) -> None:
         nonlocal coded
         size = (y1 - y0) * (x1 - x0) * coefs_per_position
-        if size <= max(coefs_per_position, growth * coded):
+        if growth is None or size <= max(coefs_per_position, growth * coded):
             rects.append(((y0, y1, x0, x1), coded))
             coded += size
         elif y1 - y0 >= x1 - x0:
@@ -124,15 +127,22 @@ class LevelPlan:
 
 
 def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int,
-                coded_before: int = 0) -> list[LevelPlan]:
-    """Every (plane, level) in encoding order with its tiles; the decoder walks it backwards."""
+                coded_before: int = 0, direct_tile: int | None = None) -> list[LevelPlan]:
+    """Every (plane, level) in encoding order with its tiles; the decoder walks it backwards.
+
+    `direct_tile`: every tile is coded directly (T = 0), so levels are cut into plain tiles of this
+    side (None: the growing bits-back tiles of `tile_schedule`).
+    """
     plans, coded = [], coded_before
     for p, chroma in enumerate(chroma_flags):
         h, w = height, width
         per_position = 9 if chroma else 3
         for level in range(1, map_levels + 1):
             hc, wc = (h + 1) // 2, (w + 1) // 2
-            rects = tile_schedule(hc, wc, per_position, coded)
+            if direct_tile is None:
+                rects = tile_schedule(hc, wc, per_position, coded)
+            else:
+                rects = tile_schedule(hc, wc, per_position, coded, tile=direct_tile, growth=None)
             plans.append(LevelPlan(p, level, (h, w), chroma, rects))
             coded += int(maps.detail_mask(h, w).sum()) * (3 if chroma else 1)
             h, w = hc, wc
@@ -190,11 +200,16 @@ class Codelength:
 
 
 class Codec:
-    """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps."""
+    """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps.
 
-    def __init__(self, model: MultiscalePrior, steps: int):
+    `direct_tile` is the tile side of levels coded at T = 0 (None: bits-back tiles, as format
+    versions 1 and 2 coded them).
+    """
+
+    def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE):
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
+        self.direct_tile = direct_tile if steps == 0 else None
 
     def tile_steps(self, coded_before: int) -> int:
         """Diffusion steps for a tile: the first tiles of an image use the direct model (T = 0), so
@@ -286,7 +301,7 @@ class Codec:
         """The coefficient groups the direct model codes in turn: the whole mask, or its context groups."""
         if not self.model.config.context:
             return [mask]
-        groups = context_groups(mask.shape[1], mask.shape[2], *origin) & mask[None]
+        groups = context_groups(self.model.config.context_groups, mask.shape[1], mask.shape[2], *origin) & mask[None]
         return [g for g in groups if g.any()]
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
@@ -377,7 +392,7 @@ class Codec:
         planes = image_planes(pixels, mode)
         levels = maps.num_levels(height, width)
         decs = [maps.decompose(p, self.map_name, levels) for p, _ in planes]
-        plans = coding_plan(height, width, [ch for _, ch in planes], levels, coded_before)
+        plans = coding_plan(height, width, [ch for _, ch in planes], levels, coded_before, self.direct_tile)
         for plan in plans:
             dec = decs[plan.plane]
             j = plan.level - 1
@@ -406,7 +421,7 @@ class Codec:
             for p in reversed(range(len(chroma_flags))):
                 planes[p] = self.decode_top(stack, (height, width), chroma_flags[p])
             return planes_image(planes, mode)
-        plans = coding_plan(height, width, chroma_flags, levels, coded_before)
+        plans = coding_plan(height, width, chroma_flags, levels, coded_before, self.direct_tile)
         current = None
         for plan in reversed(plans):
             (h, w), hc, wc = plan.shape, (plan.shape[0] + 1) // 2, (plan.shape[1] + 1) // 2

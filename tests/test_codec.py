@@ -111,16 +111,37 @@ def test_large_images_are_coded_as_regions(model):
         coder.decode(words, "RGBA", 70, 90, region_side=50)
 
 
-def test_version_1_files_still_decode(model, photo_crop):
-    """Files from format version 1 (no metadata block, one region) stay readable."""
+def test_version_1_and_2_files_still_decode(model, photo_crop):
+    """Files from format versions 1 (no metadata block, one region) and 2 (bits-back tiles at T = 0)
+    stay readable; the version byte picks the tile layout, so a layout under the wrong version fails
+    the checks instead of giving a wrong image."""
     import struct
     import zlib
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
-    _, payload = container.unpack(data)
+    header, payload = container.unpack(data)
+    assert header.version == 3
+    words, _ = codec.Codec(model.prior, 0, direct_tile=None).encode(photo_crop, "RGB")
+    old_payload = container.words_to_bytes(words)
+    assert old_payload != payload  # the layouts differ, so the version matters
+    old = data[: data.index(payload)] + old_payload + struct.pack("<I", zlib.crc32(old_payload))
+    v2 = old[:4] + bytes([2]) + old[5:]  # the version byte is outside the header checksum
+    assert np.array_equal(hvpzip.decompress(v2, model=model), photo_crop)
+    with pytest.raises(container.FormatError):
+        hvpzip.decompress(old, model=model)  # version 3 read with the old layout
     fields = data[6 : 6 + data[5]]
     v1 = (b"HVPZ" + bytes([1, len(fields)]) + fields + struct.pack("<I", zlib.crc32(fields))
-          + payload + struct.pack("<I", zlib.crc32(payload)))
+          + old_payload + struct.pack("<I", zlib.crc32(old_payload)))
     header, _ = container.unpack(v1)
     assert header.version == 1 and header.meta == {}
     assert np.array_equal(hvpzip.decompress(v1, model=model), photo_crop)
+
+
+def test_direct_levels_are_cut_into_plain_large_tiles():
+    """At T = 0 (format 3) a level is one tile up to DIRECT_TILE positions a side, never split to grow."""
+    h, w = 1500, 900
+    plans = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w), direct_tile=codec.DIRECT_TILE)
+    assert [r for r, _ in plans[0].rects] == [(0, 512, 0, 450), (512, 750, 0, 450)]
+    assert all(len(p.rects) == 1 for p in plans[1:])
+    bits_back = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w))
+    assert bits_back[0].rects[0] == ((0, 1, 0, 1), 0) and len(bits_back[0].rects) > 100
