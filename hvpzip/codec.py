@@ -4,7 +4,7 @@ Compression codes plane by plane, each from the finest level to the top; decompr
 exact mirror. Each tile's diffusion chain sees only its own latents and the (fully known) coarse
 image. The first tiles of the finest level grow from a single position so that bits-back always
 has bits to pop (see `tile_schedule`). At T = 0 nothing is popped, so levels are cut only into
-large plain tiles (DIRECT_TILE): the network then sees almost every coefficient's whole context.
+plain tiles (DIRECT_TILE), where most coefficients have their whole context.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
 REGION = 2048  # larger images are coded as independent regions of at most REGION x REGION (bounded memory)
 TILE = 64  # coding tile side, in positions of a level
-DIRECT_TILE = 512  # tile side when every tile is coded directly (T = 0): large, bounding only memory
+DIRECT_TILE = 128  # tile side when every tile is coded directly (T = 0); measured on kodim01, 128 beat 64-side
+# bits-back tiles by 0.17% and was the fastest; 512 (whole levels) saved 0.1% more at twice the time
 GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]

@@ -138,10 +138,12 @@ def test_version_1_and_2_files_still_decode(model, photo_crop):
 
 
 def test_direct_levels_are_cut_into_plain_large_tiles():
-    """At T = 0 (format 3) a level is one tile up to DIRECT_TILE positions a side, never split to grow."""
-    h, w = 1500, 900
-    plans = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w), direct_tile=codec.DIRECT_TILE)
-    assert [r for r, _ in plans[0].rects] == [(0, 512, 0, 450), (512, 750, 0, 450)]
-    assert all(len(p.rects) == 1 for p in plans[1:])
+    """At T = 0 (format 3) levels are cut into plain tiles of DIRECT_TILE positions a side, never split to grow."""
+    h, w = 1000, 500
+    plans = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w), direct_tile=200)
+    assert [r for r, _ in plans[0].rects] == [(0, 200, 0, 200), (0, 200, 200, 250), (200, 400, 0, 200),
+                                              (200, 400, 200, 250), (400, 500, 0, 200), (400, 500, 200, 250)]
+    assert [r for r, _ in plans[1].rects] == [(0, 200, 0, 125), (200, 250, 0, 125)]
+    assert all(len(p.rects) == 1 for p in plans[2:])
     bits_back = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w))
-    assert bits_back[0].rects[0] == ((0, 1, 0, 1), 0) and len(bits_back[0].rects) > 100
+    assert bits_back[0].rects[0] == ((0, 1, 0, 1), 0) and len(bits_back[0].rects) > 50
