@@ -380,7 +380,9 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--batch", default=16, show_default=True)
 @click.option("--steps", "T", default=4, show_default=True, help="Diffusion steps T to train at.")
 @click.option("--width", default=48, show_default=True, help="Denoiser channels.")
-@click.option("--blocks", default=6, show_default=True, help="Residual blocks in the denoiser.")
+@click.option("--blocks", type=click.IntRange(1), default=None,
+              help="Residual blocks in the denoiser [default: 6; with --init-from the source's, and more add "
+                   "blocks that start as the identity].")
 @click.option("--map", "map_name", default="haar", show_default=True, type=click.Choice(["haar", "legall53", "pyramid"]))
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -393,22 +395,25 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
               help="Context groups per level: 4 (luma, then chroma) or 6 (Y, Co, Cg in turn); implies --context "
                    "[default: 4, or the --init-from model's].")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Start a new run from this model file (its architecture; --width/--blocks/--map are ignored).")
+              help="Start a new run from this model file (its architecture; --width/--map are ignored).")
 @click.option("--direct-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="How often the direct (T=0) term is trained [default: 1/(T+1), like every other term].")
 @click.option("--lr-final", type=click.FloatRange(0.0), default=None,
               help="Cosine-decay the learning rate to this value at --iters [default: constant].")
-def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int, map_name: str,
+def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int | None, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
           context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
-    from .train import train as run_training
+    from .train import TrainingSetupError, train as run_training
 
-    path = run_training(data_dir, out_dir, crop=crop, batch=batch, steps=T, width=width, blocks=blocks, lr=lr,
-                        seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
-                        eval_every=eval_every, device_name=device, context=context,
-                        context_groups=int(context_groups) if context_groups else None, init_from=init_from,
-                        direct_share=direct_share, lr_final=lr_final, log=lambda s: click.echo(s, err=True))
+    try:
+        path = run_training(data_dir, out_dir, crop=crop, batch=batch, steps=T, width=width, blocks=blocks, lr=lr,
+                            seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
+                            eval_every=eval_every, device_name=device, context=context,
+                            context_groups=int(context_groups) if context_groups else None, init_from=init_from,
+                            direct_share=direct_share, lr_final=lr_final, log=lambda s: click.echo(s, err=True))
+    except TrainingSetupError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"model written to {path}")
 
 

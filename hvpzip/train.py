@@ -16,6 +16,11 @@ from . import data
 from .prior import MultiscalePrior, PriorConfig, load_model, save_model
 
 SCALAR_LR_BOOST = 10.0  # schedule endpoints and top-model scalars learn this much faster
+DEFAULT_BLOCKS = 6  # residual blocks of a new run's denoiser
+
+
+class TrainingSetupError(ValueError):
+    """A run cannot start as asked (a foreign --init-from file, an architecture it cannot grow into)."""
 
 
 def level_tensors(lv: data.LevelBatch, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -85,15 +90,17 @@ def learning_rate(lr: float, lr_final: float | None, iteration: int, max_iters: 
     return warm * (lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 32,
-          blocks: int = 4, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
+def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 48,
+          blocks: int | None = None, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
           context: bool = False, context_groups: int | None = None, init_from: Path | None = None,
           direct_share: float | None = None, lr_final: float | None = None, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
     `init_from` starts a new run from a model file's weights and architecture (plus `context` and
-    `context_groups`, which default to the source model's; a given `context_groups` turns context on).
+    `context_groups`, which default to the source model's; a given `context_groups` turns context on);
+    `blocks` above the source's appends residual blocks that start as the identity (None: 6 for a new
+    run, the source's with `init_from`).
     `direct_share` is how often the direct (T = 0) term is sampled; every term is weighted by one over
     its probability, so the loss stays an unbiased estimate of direct NLL + T-step negative ELBO.
     `lr_final` turns on cosine decay of the learning rate to that value at `max_iters`.
@@ -116,14 +123,20 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         config = PriorConfig(**ckpt["config"])
         log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
     elif init_from is not None:
-        ckpt, (start_model, _) = None, load_model(init_from)
+        try:
+            ckpt, (start_model, _) = None, load_model(init_from)
+        except ValueError as err:
+            raise TrainingSetupError(str(err)) from None
         source = start_model.config
+        if (blocks or source.blocks) < source.blocks:
+            raise TrainingSetupError(f"--blocks {blocks} is below the {source.blocks} blocks of {init_from} (blocks can only be added)")
         config = PriorConfig(**{**asdict(source), "context": context or bool(context_groups) or source.context,
-                                "context_groups": context_groups or source.context_groups, "default_steps": None})
+                                "context_groups": context_groups or source.context_groups, "default_steps": None,
+                                "blocks": blocks or source.blocks})
         log(f"starting from the weights of {init_from}")
     else:
         ckpt = None
-        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks,
+        config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks or DEFAULT_BLOCKS,
                              context=context or bool(context_groups), context_groups=context_groups or 4,
                              detail_scales=data.detail_rms(train_files[::4], map_name))
     model = MultiscalePrior(config)
@@ -242,15 +255,19 @@ def source_card(model_file: Path) -> dict | None:
 
 
 def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:
-    """Copy every weight of `source` into `target`; input channels `target` adds start at zero,
-    so the copy computes what `source` did until training teaches it the new inputs."""
-    state = target.state_dict()
-    for name, value in source.state_dict().items():
+    """Copy every weight of `source` into `target`; input channels `target` adds start at zero and
+    residual blocks it adds start as the identity (their last convolution at zero), so the copy
+    computes what `source` did until training teaches it the new inputs and blocks."""
+    state, source_state = target.state_dict(), source.state_dict()
+    for name, value in source_state.items():
         if state[name].shape == value.shape:
             state[name] = value.clone()
         else:  # the first convolution with more input channels
             state[name] = torch.zeros_like(state[name])
             state[name][:, : value.shape[1]] = value
+    for name in set(state) - set(source_state):
+        if ".conv2." in name:  # a new block: x + conv2(...) = x
+            state[name] = torch.zeros_like(state[name])
     target.load_state_dict(state)
 
 

@@ -178,3 +178,42 @@ def test_six_group_model_trains_from_a_four_group_one_and_codes_exactly(tmp_path
     objective = evaluate(trained.prior, [training_data.crop_to_planes(pixels.transpose(2, 0, 1), False)], "haar", 0, "cpu")
     coded = codec.Codec(trained.prior, 0).encode(pixels, "RGB")[1].analytic / pixels.size
     assert abs(coded / objective["direct_bpsp"] - 1) < 0.02  # the coder tiles the finest level; training does not
+
+
+def test_added_blocks_start_as_the_identity_and_train(tmp_path, model):
+    """--init-from with more --blocks: the new blocks start as the identity, so the grown model gives
+    the source's bits exactly; it then trains and codes bit-exactly. Fewer blocks or a foreign
+    --init-from file are one-line errors."""
+    from hvpzip import data as training_data
+    from hvpzip.prior import MultiscalePrior, PriorConfig
+    from hvpzip.train import copy_weights, evaluate
+
+    source = model.prior
+    grown = MultiscalePrior(PriorConfig(**{**source.config.__dict__, "blocks": source.config.blocks + 2}))
+    copy_weights(source, grown)
+    grown.eval()
+    samples = [training_data.crop_to_planes(smooth_image(32, 32, 3, seed=s).transpose(2, 0, 1), False) for s in (1, 2)]
+    assert evaluate(grown, samples, "haar", 2, "cpu") == evaluate(source, samples, "haar", 2, "cpu")
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    start, junk = tmp_path / "start.pt", tmp_path / "junk.pt"
+    hvpzip.prior.save_model(source, start)
+    junk.write_bytes(b"not a model")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2", "--iters", "2",
+            "--eval-every", "2", "--init-from"]
+    r = CliRunner().invoke(main, args + [str(start), "--blocks", str(source.config.blocks - 1)])
+    assert r.exit_code == 1 and "can only be added" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, args + [str(junk)])
+    assert r.exit_code == 1 and "not an hvpzip model file" in r.output
+    r = CliRunner().invoke(main, args + [str(start), "--blocks", str(source.config.blocks + 2)])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["config"]["blocks"] == source.config.blocks + 2
+    assert f"--blocks {source.config.blocks + 2}" in card["training_command"]
+    trained = hvpzip.load_model(out / "model.pt")
+    pixels = smooth_image(40, 52, 3, seed=6)
+    assert np.array_equal(hvpzip.decompress(hvpzip.compress(pixels, steps=0, model=trained), model=trained), pixels)
