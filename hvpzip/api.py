@@ -145,8 +145,8 @@ def decompress_image(data: bytes, model: Model | None = None,
         with _deterministic():
             region_side = REGION if header.version >= 2 else max(header.height, header.width)  # v1: one region
             direct_tile = DIRECT_TILE if header.version >= 3 else None  # v1, v2: bits-back tiles at T = 0 too
-            pixels = Codec(model.prior, header.steps, direct_tile).decode(words, header.mode, header.height, header.width, progress,
-                                                              region_side)
+            pixels = Codec(model.prior, header.steps, direct_tile).decode(words, header.mode, header.height, header.width,
+                                                                         progress, region_side)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # constriction reports malformed streams as Rust panics (BaseException)

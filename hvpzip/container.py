@@ -8,7 +8,7 @@ u32 pixel CRC32, u8 model-id length + model id (utf-8).
 Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what restores the source
 file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
 Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
-Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; version 3 into large plain tiles.
+Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; version 3 into plain tiles (codec.DIRECT_TILE).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
