@@ -137,7 +137,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     else:
         ckpt = None
         config = PriorConfig(map_name=map_name, steps=steps, width=width, blocks=blocks or DEFAULT_BLOCKS,
-                             context=context or bool(context_groups), context_groups=context_groups or 4,
+                             context=context or bool(context_groups),
+                             context_groups=context_groups or PriorConfig.context_groups,
                              detail_scales=data.detail_rms(train_files[::4], map_name))
     model = MultiscalePrior(config)
     if ckpt is None and init_from is not None:
