@@ -111,7 +111,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     files = data.list_images(data_dir)
     train_files, val_files = data.split_train_val(files, val_fraction, seed)
     names = [str(p.relative_to(data_dir)) for p in files]
-    inherited = set((source_card(init_from) or {}).get("val_files") or []) if init_from else set()
+    source_run = source_card(init_from) if init_from else None
+    inherited = set((source_run or {}).get("val_files") or [])
     if inherited & set(names):
         # a continued run keeps its source's held-out photos out of training, whatever its --seed
         val_files = [p for p, name in zip(files, names) if name in inherited]
@@ -167,7 +168,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
                 "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
-                "init_from": init_provenance(init_from)}
+                "init_from": init_provenance(init_from, source_run)}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     T = config.steps
     term_probs = term_distribution(T, direct_share)
@@ -232,14 +233,13 @@ def last_validation(log_path: Path) -> dict | None:
     return last
 
 
-def init_provenance(init_from: Path | None) -> dict | None:
-    """Where a run's starting weights came from: file hash, and the card of the run that made them."""
+def init_provenance(init_from: Path | None, source: dict | None) -> dict | None:
+    """Where a run's starting weights came from: file hash, and `source`, the card of the run that made them."""
     if init_from is None:
         return None
     import hashlib
 
     record = {"path": str(init_from), "sha256": hashlib.sha256(Path(init_from).read_bytes()).hexdigest()}
-    source = source_card(init_from)
     if source is not None:
         record.update({k: source.get(k) for k in ("training_command", "iterations", "train_seconds",
                                                   "last_validation", "init_from")})
