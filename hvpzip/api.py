@@ -76,8 +76,9 @@ class Compressed:
         return self.codelength.analytic
 
 
-class _deterministic:
-    """Context for coding: oneDNN off (its convolutions change with the thread count), deterministic ops."""
+class deterministic_coding:
+    """Context for running the codec: oneDNN off (its convolutions change with the thread count),
+    deterministic ops. Encoder and decoder must both run inside it to agree bit for bit."""
 
     def __enter__(self) -> None:
         self._mkldnn = torch.backends.mkldnn.enabled
@@ -88,6 +89,12 @@ class _deterministic:
     def __exit__(self, *exc: object) -> None:
         torch.backends.mkldnn.enabled = self._mkldnn
         torch.use_deterministic_algorithms(self._det)
+
+
+def format_codec(prior: MultiscalePrior, steps: int, version: int) -> Codec:
+    """The codec as a format version lays out the payload: versions 1 and 2 cut T = 0 levels into
+    bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration."""
+    return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4)
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
@@ -107,8 +114,8 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     steps = model.default_steps if steps is None else steps
     if not 0 <= steps <= 255:
         raise ValueError("steps must be between 0 and 255")
-    with _deterministic():
-        words, codelength = Codec(model.prior, steps).encode(pixels, mode, progress)
+    with deterministic_coding():
+        words, codelength = format_codec(model.prior, steps, container.VERSION).encode(pixels, mode, progress)
     payload, method = container.words_to_bytes(words), container.METHOD_MODEL
     if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
         payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
@@ -142,11 +149,10 @@ def decompress_image(data: bytes, model: Model | None = None,
     if header.map_name != model.prior.config.map_name:
         raise FormatError("file's map does not match the model")
     try:
-        with _deterministic():
+        with deterministic_coding():
             region_side = REGION if header.version >= 2 else max(header.height, header.width)  # v1: one region
-            direct_tile = DIRECT_TILE if header.version >= 3 else None  # v1, v2: bits-back tiles at T = 0 too
-            pixels = Codec(model.prior, header.steps, direct_tile).decode(words, header.mode, header.height, header.width,
-                                                                         progress, region_side)
+            pixels = format_codec(model.prior, header.steps, header.version).decode(
+                words, header.mode, header.height, header.width, progress, region_side)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # constriction reports malformed streams as Rust panics (BaseException)
@@ -174,4 +180,4 @@ def work_units(height: int, width: int, mode: str) -> int:
 
 
 __all__ = ["MODES", "Model", "Compressed", "Codelength", "FormatError", "ModelMismatchError", "load_model", "encode_image",
-           "compress", "decompress", "decompress_image", "mode_of", "work_units"]
+           "compress", "decompress", "decompress_image", "mode_of", "work_units", "deterministic_coding", "format_codec"]

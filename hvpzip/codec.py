@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from . import maps, schedule
-from .coder import AnsStack, snap_params
+from .calibration import MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
+from .coder import AnsStack
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
@@ -28,6 +29,7 @@ GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
 LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid within +-LATENT_LIMIT
+BANDS = 3  # detail bands per channel: LH, HL, HH
 Rect = tuple[int, int, int, int]
 Progress = Callable[[int], None]
 
@@ -151,6 +153,17 @@ def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: 
     return plans
 
 
+def coefficient_bands(group: np.ndarray) -> np.ndarray:
+    """Band (0 LH, 1 HL, 2 HH) of each coefficient a (9, h, w) mask selects, in the mask's order
+    (coefficient index = channel * 3 + band)."""
+    return np.nonzero(group)[0] % BANDS
+
+
+def band_multipliers(multipliers: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each selected coefficient's scale multiplier, from a group's (3,) per-band multipliers."""
+    return multipliers[coefficient_bands(group)]
+
+
 def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
     """(9, hc, wc) bool: detail coefficients that are coded (real band positions, active channels)."""
     band = maps.detail_mask(*shape)
@@ -165,7 +178,8 @@ class Codelength:
     Scales are map levels (1 = finest details, L + 1 = the top image). Terms are the analytic
     negative-ELBO terms, 'decoder' (the discretized Laplace over the integers; the whole cost of
     tiles coded directly), 'kl_t' for diffusion step t >= 2, 'prior' (KL of the last latent to
-    N(0, 1)) and 'top', plus 'residual': what the ANS stack actually grew by minus those terms. The
+    N(0, 1)), 'top' and 'calibration' (the per-level scale multipliers sent ahead of directly coded
+    tiles), plus 'residual': what the ANS stack actually grew by minus those terms. The
     residual comes from coding one sample of discretized latents instead of taking expectations
     (and ANS rounding), so `total` is exactly the payload's growth. `dims` counts the sub-pixels
     each scale codes; the map is volume-preserving, so they add up to the image's.
@@ -204,13 +218,18 @@ class Codec:
     """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps.
 
     `direct_tile` is the tile side of levels coded at T = 0 (None: bits-back tiles, as format
-    versions 1 and 2 coded them).
+    versions 1 and 2 coded them). `calibrated`: each level's directly coded context groups carry a
+    scale multiplier the encoder chose (see `calibration`; format 4 on).
     """
 
-    def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE):
+    def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
+                 calibrated: bool = True):
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
         self.direct_tile = direct_tile if steps == 0 else None
+        self.calibrated = calibrated
+        config = model.config
+        self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
     def tile_steps(self, coded_before: int) -> int:
         """Diffusion steps for a tile: the first tiles of an image use the direct model (T = 0), so
@@ -230,20 +249,34 @@ class Codec:
         return np.split(raw_outputs(self.model, z, coarse, band, chroma, level, gamma), 3)
 
     # --- one tile ---------------------------------------------------------------------------------
-    def encode_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
-                    chroma: float, level: int, steps: int, origin: tuple[int, int] = (0, 0)) -> dict[str, float]:
-        """Code one tile's details (9, h, w) at `origin` of its level; returns its negative-ELBO bits per term."""
+    def direct_params(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
+                      origin: tuple[int, int] = (0, 0)) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """The direct model's view of a tile's details (9, h, w) at `origin`: for each context group
+        in coding order, (group index, group mask, Laplace means, Laplace scales) given the groups before it."""
+        c = self._level_constants(level, 0)[0]
+        band, y = mask[:3].astype(np.float64), details / c
+        params, known = [], np.zeros(mask.shape, dtype=bool)
+        for index, group in self._direct_groups(mask, origin):
+            mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
+            params.append((index, group, mean[group], scale[group]))
+            known |= group
+        return params
+
+    def encode_direct_tile(self, stack: AnsStack, details: np.ndarray,
+                           params: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+                           multipliers: np.ndarray) -> dict[str, float]:
+        """Code a tile's details under its `direct_params`, scales times their (group, band) multiplier;
+        groups go last-first so the decoder pops them in order. Returns bits per term."""
+        return {"decoder": sum(self._push_laplace(stack, details[group], mean, scale * band_multipliers(multipliers[index], group))
+                               for index, group, mean, scale in reversed(params))}
+
+    def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
+                          chroma: float, level: int, steps: int) -> dict[str, float]:
+        """Code one tile's details (9, h, w) by bits-back through `steps` >= 1 diffusion steps;
+        returns its negative-ELBO bits per term."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         y = details / c
-        if steps == 0:
-            params = []  # the direct model, group by group; pushed last-first so the decoder pops them in order
-            known = np.zeros(mask.shape, dtype=bool)
-            for group in self._direct_groups(mask, origin):
-                mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
-                params.append((group, mean[group], scale[group]))
-                known |= group
-            return {"decoder": sum(self._push_laplace(stack, details[g], m, s) for g, m, s in reversed(params))}
         symbols = details[mask]
         a1, s1 = schedule.alpha_sigma(gammas[0], np)
         k = pop_latent(stack, a1 * y[mask], s1, grids[0], symbols.size)
@@ -267,21 +300,27 @@ class Codec:
         bits["prior"] = float(prior_nats.sum()) / math.log(2)
         return bits
 
-    def decode_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                    steps: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-        """Mirror of `encode_tile`: returns the tile's details (9, h, w)."""
+    def decode_direct_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
+                           origin: tuple[int, int], multipliers: np.ndarray) -> np.ndarray:
+        """Mirror of `encode_direct_tile`: returns the tile's details (9, h, w)."""
+        c = self._level_constants(level, 0)[0]
+        band = mask[:3].astype(np.float64)
+        details = np.zeros(mask.shape, dtype=np.int64)
+        known = np.zeros(mask.shape, dtype=bool)
+        for index, group in self._direct_groups(mask, origin):
+            mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
+            scale = scale[group] * band_multipliers(multipliers[index], group)
+            details[group] = stack.pop("laplace", mean[group], scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
+            known |= group
+        return details
+
+    def decode_chain_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
+                          steps: int) -> np.ndarray:
+        """Mirror of `encode_chain_tile`: returns the tile's details (9, h, w)."""
         c, gammas, grids = self._level_constants(level, steps)
         band = mask[:3].astype(np.float64)
         count = int(mask.sum())
         details = np.zeros(mask.shape, dtype=np.int64)
-        if steps == 0:
-            known = np.zeros(mask.shape, dtype=bool)
-            for group in self._direct_groups(mask, origin):
-                mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-                details[group] = stack.pop("laplace", mean[group], scale[group], int(group.sum()),
-                                           -VALUE_LIMIT, VALUE_LIMIT)
-                known |= group
-            return details
         k = pop_latent(stack, 0.0, 1.0, grids[-1], count)
         z = self._latent(k, grids[-1], mask)
         for t in range(steps - 1, 0, -1):
@@ -298,12 +337,44 @@ class Codec:
         push_latent(stack, k, a1 * (details / c)[mask], s1, grids[0])
         return details
 
-    def _direct_groups(self, mask: np.ndarray, origin: tuple[int, int]) -> list[np.ndarray]:
-        """The coefficient groups the direct model codes in turn: the whole mask, or its context groups."""
+    def _direct_groups(self, mask: np.ndarray, origin: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+        """The coefficient groups the direct model codes in turn, with their index: the whole mask, or
+        its non-empty context groups."""
         if not self.model.config.context:
-            return [mask]
+            return [(0, mask)]
         groups = context_groups(self.model.config.context_groups, mask.shape[1], mask.shape[2], *origin) & mask[None]
-        return [g for g in groups if g.any()]
+        return [(index, g) for index, g in enumerate(groups) if g.any()]
+
+    # --- calibration ----------------------------------------------------------------------------
+    def choose_multipliers(self, details: np.ndarray, tiles: list[tuple[tuple[slice, slice], list]]) -> np.ndarray:
+        """(groups, 3) indices into MULTIPLIERS for each context group and band of a level, from its
+        directly coded tiles ((tile slices, direct_params) pairs); all NEUTRAL when uncalibrated."""
+        choice = np.full((self.group_count, BANDS), NEUTRAL)
+        if not self.calibrated:
+            return choice
+        for index in range(self.group_count):
+            picked = [(details[(slice(None),) + where][group], mean, scale, coefficient_bands(group))
+                      for where, params in tiles for i, group, mean, scale in params if i == index]
+            if not picked:
+                continue
+            symbols, mean, scale, bands = (np.concatenate(parts) for parts in zip(*picked))
+            for band in range(BANDS):
+                chosen = bands == band
+                choice[index, band] = best_multiplier(symbols[chosen], mean[chosen], scale[chosen])
+        return choice
+
+    def push_multipliers(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
+        """Push a level's multiplier indices (coded uniformly; nothing when uncalibrated); returns bits per term."""
+        if not self.calibrated:
+            return {}
+        stack.push_uniform(choice.ravel(), len(MULTIPLIERS))
+        return {"calibration": choice.size * math.log2(len(MULTIPLIERS))}
+
+    def pop_multipliers(self, stack: AnsStack) -> np.ndarray:
+        """Mirror of `push_multipliers`: a level's (groups, 3) scale multipliers per context group and band."""
+        if not self.calibrated:
+            return MULTIPLIERS[np.full((self.group_count, BANDS), NEUTRAL)]
+        return MULTIPLIERS[stack.pop_uniform(self.group_count * BANDS, len(MULTIPLIERS)).reshape(-1, BANDS)]
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
                         level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,8 +401,7 @@ class Codec:
     def _push_laplace(stack: AnsStack, symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
         """Push symbols under a quantized Laplace; returns their cost in bits (before escapes)."""
         stack.push("laplace", symbols, mean, scale, -VALUE_LIMIT, VALUE_LIMIT)
-        m, s = snap_params(mean, scale)
-        return -float(schedule.laplace_bin_log2prob(symbols.astype(np.float64), m, s, np).sum())
+        return laplace_bits(symbols, mean, scale)
 
     # --- top image ------------------------------------------------------------------------------
     def _top_params(self) -> tuple[np.ndarray, np.ndarray]:
@@ -399,13 +469,29 @@ class Codec:
             j = plan.level - 1
             details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
             mask = coef_mask(plan.shape, plan.chroma)
+            direct = {}  # the direct tiles' model outputs, first all of them, so the level's multipliers can be chosen
+            for (y0, y1, x0, x1), coded in plan.rects:
+                if self.tile_steps(coded) == 0:
+                    where = (slice(y0, y1), slice(x0, x1))
+                    direct[(y0, x0)] = (where, self.direct_params(details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
+                                                                  mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0)))
+                    if progress:  # the network's work on a direct tile is done here
+                        progress((y1 - y0) * (x1 - x0))
+            choice = self.choose_multipliers(details, list(direct.values()))
             for (y0, y1, x0, x1), coded in plan.rects:
                 tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
-                terms = self.encode_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1], tile_mask,
-                                         plan.chroma, plan.level, self.tile_steps(coded), (y0, x0))
+                if (y0, x0) in direct:
+                    terms = self.encode_direct_tile(stack, details[:, y0:y1, x0:x1], direct[(y0, x0)][1],
+                                                    MULTIPLIERS[choice])
+                else:
+                    terms = self.encode_chain_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
+                                                   tile_mask, plan.chroma, plan.level, self.tile_steps(coded))
                 bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
-                if progress:
+                if progress and (y0, x0) not in direct:
                     progress((y1 - y0) * (x1 - x0))
+            if direct:  # pushed after the level's tiles: the decoder pops them first
+                before = stack.num_bits()
+                bits.add(plan.level, self.push_multipliers(stack, choice), 0, stack.num_bits() - before)
             if plan.level == levels:
                 self._add_top(stack, bits, dec.top, plan.chroma, levels + 1)
         if levels == 0:
@@ -430,9 +516,17 @@ class Codec:
                 current = self.decode_top(stack, (hc, wc), plan.chroma)
             mask = coef_mask(plan.shape, plan.chroma)
             details = np.zeros((9, hc, wc), dtype=np.int64)
+            if any(self.tile_steps(coded) == 0 for _, coded in plan.rects):
+                multipliers = self.pop_multipliers(stack)
             for (y0, y1, x0, x1), coded in reversed(plan.rects):
-                details[:, y0:y1, x0:x1] = self.decode_tile(stack, current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
-                                                            plan.chroma, plan.level, self.tile_steps(coded), (y0, x0))
+                tile_coarse, tile_mask = current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
+                if self.tile_steps(coded) == 0:
+                    tile = self.decode_direct_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level, (y0, x0),
+                                                   multipliers)
+                else:
+                    tile = self.decode_chain_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level,
+                                                  self.tile_steps(coded))
+                details[:, y0:y1, x0:x1] = tile
                 if progress:
                     progress((y1 - y0) * (x1 - x0))
             current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)

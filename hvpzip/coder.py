@@ -106,6 +106,22 @@ class AnsStack:
                 offset[i] = np.sign(offset[i]) * (window + int(self._coder.decode(_MODEL.Uniform(room), 1)[0]))
         return center.astype(np.int64) + offset
 
+    def push_uniform(self, symbols: np.ndarray, size: int) -> None:
+        """Encode int symbols in [0, size) with equal probabilities (log2(size) bits each)."""
+        symbols = np.asarray(symbols, dtype=np.int32).ravel()
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= size):
+            raise ValueError(f"value outside the coder's range [0, {size})")
+        if symbols.size:
+            self._coder.encode_reverse(symbols, _MODEL.Uniform(size))
+
+    def pop_uniform(self, count: int, size: int) -> np.ndarray:
+        """Mirror of `push_uniform`."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self._coder.is_empty():
+            raise StackEmptyError("the stream ended early")
+        return np.asarray(self._coder.decode(_MODEL.Uniform(size), count), dtype=np.int64)
+
     def is_empty(self) -> bool:
         return bool(self._coder.is_empty())
 

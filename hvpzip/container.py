@@ -1,6 +1,6 @@
 """The .hvpz container: a fixed binary header, metadata, then the ANS payload (uint32 little-endian words).
 
-Layout of versions 2 and 3 (little-endian):
+Layout of versions 2 to 4 (little-endian):
   magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 metadata length M
   | M bytes of metadata | u32 CRC32 of everything from the header fields to here | payload | u32 CRC32 of the payload
 Header fields: u32 width, u32 height, u8 mode, u8 map, u8 steps, u8 method, 16 bytes model hash,
@@ -8,7 +8,8 @@ u32 pixel CRC32, u8 model-id length + model id (utf-8).
 Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what restores the source
 file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
 Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
-Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; version 3 into plain tiles (codec.DIRECT_TILE).
+Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; versions 3 and 4 into plain tiles
+(codec.DIRECT_TILE). Version 4 adds per-level scale multipliers of the directly coded groups (codec.Codec.calibrated).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"HVPZ"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 META_TAGS = ("MODE", "PLTE", "TRNS", "ICCP", "EXIF")  # a tag this build does not know is refused, never dropped
 MODE_CODES = {"L": 0, "LA": 1, "RGB": 2, "RGBA": 3}
 MAP_CODES = {"haar": 0, "legall53": 1, "pyramid": 2}
@@ -100,7 +101,7 @@ def unpack_header(data: bytes) -> tuple[Header, int]:
         raise FormatError("not an hvpzip file (bad magic bytes)")
     version = data[4]
     if version not in READABLE_VERSIONS:
-        raise FormatError(f"unsupported hvpzip format version {version} (this build reads versions 1 to 3)")
+        raise FormatError(f"unsupported hvpzip format version {version} (this build reads versions 1 to 4)")
     n = data[5]
     fields_end = 6 + n
     if len(data) < fields_end + 4 or n < _FIXED.size + 1:

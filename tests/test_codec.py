@@ -111,30 +111,33 @@ def test_large_images_are_coded_as_regions(model):
         coder.decode(words, "RGBA", 70, 90, region_side=50)
 
 
-def test_version_1_and_2_files_still_decode(model, photo_crop):
-    """Files from format versions 1 (no metadata block, one region) and 2 (bits-back tiles at T = 0)
-    stay readable; the version byte picks the tile layout, so a layout under the wrong version fails
-    the checks instead of giving a wrong image."""
+def test_older_format_versions_still_decode(model, photo_crop):
+    """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0) and
+    3 (plain tiles, no calibration) stay readable; the version byte picks the layout, so a payload
+    under the wrong version fails the checks instead of giving a wrong image."""
     import struct
     import zlib
 
-    from hvpzip.api import _deterministic
+    from hvpzip.api import deterministic_coding, format_codec
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
     header, payload = container.unpack(data)
-    assert header.version == 3
-    with _deterministic():  # as compress runs the network
-        words, _ = codec.Codec(model.prior, 0, direct_tile=None).encode(photo_crop, "RGB")  # the old layout
-    old_payload = container.words_to_bytes(words)
-    assert old_payload != payload  # the layouts differ, so the version matters
-    old = data[: data.index(payload)] + old_payload + struct.pack("<I", zlib.crc32(old_payload))
-    v2 = old[:4] + bytes([2]) + old[5:]  # the version byte is outside the header checksum
-    assert np.array_equal(hvpzip.decompress(v2, model=model), photo_crop)
-    with pytest.raises(container.FormatError):
-        hvpzip.decompress(old, model=model)  # version 3 read with the old layout
+    assert header.version == container.VERSION == 4
+    olds = {}
+    for version in (2, 3):
+        with deterministic_coding():  # as compress runs the network
+            words, _ = format_codec(model.prior, 0, version).encode(photo_crop, "RGB")
+        old_payload = container.words_to_bytes(words)
+        assert old_payload != payload  # the layouts differ, so the version matters
+        olds[version] = data[: data.index(payload)] + old_payload + struct.pack("<I", zlib.crc32(old_payload))
+        labelled = olds[version][:4] + bytes([version]) + olds[version][5:]  # the version byte is outside the header CRC
+        assert np.array_equal(hvpzip.decompress(labelled, model=model), photo_crop)
+        with pytest.raises(container.FormatError):
+            hvpzip.decompress(olds[version], model=model)  # read as version 4
     fields = data[6 : 6 + data[5]]
+    v2_payload = container.unpack(olds[2])[1]
     v1 = (b"HVPZ" + bytes([1, len(fields)]) + fields + struct.pack("<I", zlib.crc32(fields))
-          + old_payload + struct.pack("<I", zlib.crc32(old_payload)))
+          + v2_payload + struct.pack("<I", zlib.crc32(v2_payload)))
     header, _ = container.unpack(v1)
     assert header.version == 1 and header.meta == {}
     assert np.array_equal(hvpzip.decompress(v1, model=model), photo_crop)

@@ -40,7 +40,7 @@ def test_score_matches_compressed_size_and_breakdown_adds_up(tmp_path, photo_cro
     assert sum(s["dims"] for s in scales) == photo_crop.size  # volume-preserving: every sub-pixel once
     assert sum(record["per_term"].values()) == pytest.approx(record["neg_elbo_bits"], rel=1e-9)
     assert record["bpsp"] == pytest.approx(record["neg_elbo_bits"] / photo_crop.size)
-    expected_terms = {"decoder", "top", "residual"} | ({"kl_2", "kl_3", "kl_4", "prior"} if steps == "4" else set())
+    expected_terms = {"decoder", "top", "calibration", "residual"} | ({"kl_2", "kl_3", "kl_4", "prior"} if steps == "4" else set())
     assert set(record["per_term"]) == expected_terms
 
 

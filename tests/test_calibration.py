@@ -1,0 +1,62 @@
+"""Per-image scale calibration: the encoder's multiplier search and what it does to a file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hvpzip import calibration, codec
+from hvpzip.api import deterministic_coding
+from hvpzip.calibration import MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
+from conftest import smooth_image
+
+
+def laplace_symbols(count: int, scale: float, seed: int) -> np.ndarray:
+    return np.round(np.random.default_rng(seed).laplace(0.0, scale, count))
+
+
+@pytest.mark.parametrize("true_over_predicted", [0.5, 1.0, 1.6])
+def test_search_finds_the_grid_optimum_and_the_true_scale(true_over_predicted):
+    """The coarse-then-fine search returns the brute-force best multiplier, near the true scale ratio."""
+    symbols = laplace_symbols(5000, 3.0 * true_over_predicted, seed=1)
+    mean, scale = np.zeros(symbols.size), np.full(symbols.size, 3.0)
+    costs = [laplace_bits(symbols, mean, scale * m) for m in MULTIPLIERS]
+    chosen = best_multiplier(symbols, mean, scale)
+    assert costs[chosen] == pytest.approx(min(costs), rel=1e-12)
+    assert abs(np.log2(MULTIPLIERS[chosen] / true_over_predicted)) < 0.1
+
+
+def test_empty_groups_stay_neutral():
+    assert best_multiplier(np.zeros(0), np.zeros(0), np.zeros(0)) == NEUTRAL == int(np.argmin(abs(MULTIPLIERS - 1)))
+    assert MULTIPLIERS[NEUTRAL] == 1.0
+
+
+def test_large_groups_are_searched_on_a_subset_close_to_the_optimum():
+    symbols = laplace_symbols(5 * calibration.SEARCH_SAMPLES, 2.0, seed=2)
+    mean, scale = np.zeros(symbols.size), np.full(symbols.size, 3.0)
+    costs = [laplace_bits(symbols, mean, scale * m) for m in MULTIPLIERS]
+    assert costs[best_multiplier(symbols, mean, scale)] < min(costs) * 1.0005
+
+
+def test_calibrated_file_costs_less_and_pays_for_its_table(model, photo_crop):
+    """On a photo the calibrated coder beats the uncalibrated one, table included; the table's
+    six bits per (level, group, band) are in the codelength, which is still what the payload pays."""
+    with deterministic_coding():
+        words, bits = codec.Codec(model.prior, 0).encode(photo_crop, "RGB")
+        _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(photo_crop, "RGB")
+        assert np.array_equal(codec.Codec(model.prior, 0).decode(words, "RGB", *photo_crop.shape[:2]), photo_crop)
+    levels = len(codec.coding_plan(*photo_crop.shape[:2], [1.0], codec.maps.num_levels(*photo_crop.shape[:2])))
+    table = bits.per_term()["calibration"]
+    assert table == levels * codec.Codec(model.prior, 0).group_count * codec.BANDS * 6
+    assert "calibration" not in plain.per_term()
+    assert bits.total < plain.total
+    assert bits.total == pytest.approx(32 * len(words), abs=64)
+
+
+def test_a_miscalibrated_image_is_rescued(model):
+    """Noise far stronger than photos have: calibration widens the model's scales and saves many bits."""
+    pixels = np.clip(smooth_image(64, 64, 3, seed=7).astype(int)
+                     + np.random.default_rng(0).normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
+    with deterministic_coding():
+        _, bits = codec.Codec(model.prior, 0).encode(pixels, "RGB")
+        _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(pixels, "RGB")
+    assert bits.total < 0.99 * plain.total
