@@ -1,10 +1,11 @@
-"""Per-image scale calibration of the direct model (numpy only).
+"""Per-image calibration of the direct model's Laplace parameters (numpy only).
 
-The encoder picks, for each (region, plane, level, context group, band), the multiplier of the predicted
-Laplace scales that codes that group's coefficients in the fewest bits, and sends its index ahead of
-them. The network sees only local context: how noisy or sharp the whole image is, and how well it
-knows coarse levels (which 128-pixel training crops barely contain), shows up as a per-group scale
-bias that six bits per group and band remove.
+The encoder picks, for each (region, plane, level, context group, band) -- a *key* -- a multiplier
+of the predicted scales for each of SCALE_BUCKETS ranges of predicted scale, and a factor that
+shrinks the predicted means, whichever code that key's coefficients in the fewest bits; it sends
+their indices ahead of them. The network sees only local context: how noisy or sharp the whole
+image is, and how well it knows coarse levels (which 128-pixel training crops barely contain), shows
+up as per-key biases that a few bits per key remove.
 """
 from __future__ import annotations
 
@@ -15,8 +16,25 @@ from .coder import snap_params
 
 MULTIPLIERS = 2.0 ** ((np.arange(64) - 40) / 24)  # 0.31 .. 1.95 in steps of 2^(1/24), index 40 = 1
 NEUTRAL = 40
-SEARCH_SAMPLES = 1 << 14  # larger groups are searched on an evenly strided subset
+MEAN_FACTORS = (np.arange(16) + 8) / 20  # 0.4 .. 1.15 in steps of 0.05, index 12 = 1
+MEAN_NEUTRAL = 12
+SCALE_EDGES = np.array([-1.0, 1.0, 3.0])  # log2 of the predicted scale (symbol units) between buckets
+SCALE_BUCKETS = len(SCALE_EDGES) + 1
+PARAMS = SCALE_BUCKETS + 1  # a key's indices: one multiplier per scale bucket, then the mean factor
+SEARCH_SAMPLES = 1 << 12  # larger keys are searched on an evenly strided subset
 COARSE_STEP = 4
+
+
+def neutral(shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Indices (shape + (PARAMS,)) that leave the model's parameters as they are."""
+    out = np.full(shape + (PARAMS,), NEUTRAL)
+    out[..., -1] = MEAN_NEUTRAL
+    return out
+
+
+def table_bits(count: int) -> float:
+    """Bits of `count` keys' indices, each coded uniformly."""
+    return count * (SCALE_BUCKETS * np.log2(len(MULTIPLIERS)) + np.log2(len(MEAN_FACTORS)))
 
 
 def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
@@ -25,23 +43,55 @@ def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> fl
     return -float(schedule.laplace_bin_log2prob(symbols.astype(np.float64), m, s, np).sum())
 
 
-def best_multiplier(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> int:
-    """Index into MULTIPLIERS of the scale multiplier that codes `symbols` cheapest (NEUTRAL when empty).
+def scale_bucket(scale: np.ndarray) -> np.ndarray:
+    """Which SCALE_BUCKETS range each predicted scale falls in."""
+    return np.digitize(np.log2(scale), SCALE_EDGES)
 
-    A coarse pass over every COARSE_STEP-th multiplier, then the neighbours of the best: the cost is
-    smooth and unimodal in the log multiplier, so this finds the grid optimum in a third of the work.
-    """
-    if symbols.size == 0:
-        return NEUTRAL
-    stride = max(1, symbols.size // SEARCH_SAMPLES)
-    symbols, mean, scale = symbols[::stride], mean[::stride], scale[::stride]
+
+def apply(indices: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated (mean, scale): `indices` is one key's (PARAMS,) or one row per coefficient (n, PARAMS)."""
+    indices = np.broadcast_to(indices, scale.shape + (PARAMS,))
+    multiplier = MULTIPLIERS[np.take_along_axis(indices, scale_bucket(scale)[:, None], axis=1)[:, 0]]
+    return mean * MEAN_FACTORS[indices[:, -1]], scale * multiplier
+
+
+def _grid_search(cost, size: int, start: int) -> int:
+    """Index in [0, size) minimising `cost`: every COARSE_STEP-th index (aligned to `start`), then the
+    neighbours of the best; the cost is smooth and unimodal in these grids."""
     costs: dict[int, float] = {}
 
-    def cost(i: int) -> float:
+    def cached(i: int) -> float:
         if i not in costs:
-            costs[i] = laplace_bits(symbols, mean, scale * MULTIPLIERS[i])
+            costs[i] = cost(i)
         return costs[i]
 
-    coarse = min(range(NEUTRAL % COARSE_STEP, len(MULTIPLIERS), COARSE_STEP), key=cost)
-    fine = range(max(0, coarse - COARSE_STEP + 1), min(len(MULTIPLIERS), coarse + COARSE_STEP))
-    return min(fine, key=cost)
+    coarse = min(range(start % COARSE_STEP, size, COARSE_STEP), key=cached)
+    return min(range(max(0, coarse - COARSE_STEP + 1), min(size, coarse + COARSE_STEP)), key=cached)
+
+
+def best_multiplier(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> int:
+    """Index into MULTIPLIERS of the scale multiplier that codes `symbols` cheapest (NEUTRAL when empty)."""
+    if symbols.size == 0:
+        return NEUTRAL
+    return _grid_search(lambda i: laplace_bits(symbols, mean, scale * MULTIPLIERS[i]), len(MULTIPLIERS), NEUTRAL)
+
+
+def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A key's (PARAMS,) indices: the mean factor given per-bucket multipliers, then the multipliers
+    again given that factor (one round of coordinate descent)."""
+    stride = max(1, symbols.size // SEARCH_SAMPLES)
+    symbols, mean, scale = symbols[::stride], mean[::stride], scale[::stride]
+    indices, bucket = neutral(), scale_bucket(scale)
+
+    def fit_multipliers(factor: float) -> None:
+        for q in range(SCALE_BUCKETS):
+            chosen = bucket == q
+            indices[q] = best_multiplier(symbols[chosen], mean[chosen] * factor, scale[chosen])
+
+    fit_multipliers(1.0)
+    if symbols.size:
+        scaled = scale * MULTIPLIERS[indices[bucket]]
+        indices[-1] = _grid_search(lambda i: laplace_bits(symbols, mean * MEAN_FACTORS[i], scaled),
+                                   len(MEAN_FACTORS), MEAN_NEUTRAL)
+        fit_multipliers(MEAN_FACTORS[indices[-1]])
+    return indices

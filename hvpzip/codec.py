@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from . import maps, schedule
-from .calibration import MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
+from . import calibration
+from .calibration import MEAN_FACTORS, MULTIPLIERS, SCALE_BUCKETS, laplace_bits
 from .coder import AnsStack
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
@@ -159,9 +160,9 @@ def coefficient_bands(group: np.ndarray) -> np.ndarray:
     return np.nonzero(group)[0] % BANDS
 
 
-def band_multipliers(multipliers: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Each selected coefficient's scale multiplier, from a group's (3,) per-band multipliers."""
-    return multipliers[coefficient_bands(group)]
+def calibrate_group(indices: np.ndarray, group: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A context group's calibrated (mean, scale), given its (3, PARAMS) per-band calibration indices."""
+    return calibration.apply(indices[coefficient_bands(group)], mean, scale)
 
 
 def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
@@ -178,7 +179,7 @@ class Codelength:
     Scales are map levels (1 = finest details, L + 1 = the top image). Terms are the analytic
     negative-ELBO terms, 'decoder' (the discretized Laplace over the integers; the whole cost of
     tiles coded directly), 'kl_t' for diffusion step t >= 2, 'prior' (KL of the last latent to
-    N(0, 1)), 'top' and 'calibration' (the per-level scale multipliers sent ahead of directly coded
+    N(0, 1)), 'top' and 'calibration' (the per-level calibration indices sent ahead of directly coded
     tiles), plus 'residual': what the ANS stack actually grew by minus those terms. The
     residual comes from coding one sample of discretized latents instead of taking expectations
     (and ANS rounding), so `total` is exactly the payload's growth. `dims` counts the sub-pixels
@@ -218,8 +219,8 @@ class Codec:
     """Encodes and decodes integer planes with one prior at a fixed number of diffusion steps.
 
     `direct_tile` is the tile side of levels coded at T = 0 (None: bits-back tiles, as format
-    versions 1 and 2 coded them). `calibrated`: each level's directly coded context groups carry a
-    scale multiplier the encoder chose (see `calibration`; format 4 on).
+    versions 1 and 2 coded them). `calibrated`: each level's directly coded context groups and bands
+    carry calibration indices the encoder chose (see `calibration`; format 4 on).
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
@@ -264,10 +265,10 @@ class Codec:
 
     def encode_direct_tile(self, stack: AnsStack, details: np.ndarray,
                            params: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
-                           multipliers: np.ndarray) -> dict[str, float]:
-        """Code a tile's details under its `direct_params`, scales times their (group, band) multiplier;
-        groups go last-first so the decoder pops them in order. Returns bits per term."""
-        return {"decoder": sum(self._push_laplace(stack, details[group], mean, scale * band_multipliers(multipliers[index], group))
+                           calibrated: np.ndarray) -> dict[str, float]:
+        """Code a tile's details under its `direct_params` as the level's (groups, 3, PARAMS) calibration
+        indices adjust them; groups go last-first so the decoder pops them in order. Returns bits per term."""
+        return {"decoder": sum(self._push_laplace(stack, details[group], *calibrate_group(calibrated[index], group, mean, scale))
                                for index, group, mean, scale in reversed(params))}
 
     def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
@@ -301,7 +302,7 @@ class Codec:
         return bits
 
     def decode_direct_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                           origin: tuple[int, int], multipliers: np.ndarray) -> np.ndarray:
+                           origin: tuple[int, int], calibrated: np.ndarray) -> np.ndarray:
         """Mirror of `encode_direct_tile`: returns the tile's details (9, h, w)."""
         c = self._level_constants(level, 0)[0]
         band = mask[:3].astype(np.float64)
@@ -309,8 +310,8 @@ class Codec:
         known = np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-            scale = scale[group] * band_multipliers(multipliers[index], group)
-            details[group] = stack.pop("laplace", mean[group], scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
+            mean, scale = calibrate_group(calibrated[index], group, mean[group], scale[group])
+            details[group] = stack.pop("laplace", mean, scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
             known |= group
         return details
 
@@ -346,10 +347,10 @@ class Codec:
         return [(index, g) for index, g in enumerate(groups) if g.any()]
 
     # --- calibration ----------------------------------------------------------------------------
-    def choose_multipliers(self, details: np.ndarray, tiles: list[tuple[tuple[slice, slice], list]]) -> np.ndarray:
-        """(groups, 3) indices into MULTIPLIERS for each context group and band of a level, from its
-        directly coded tiles ((tile slices, direct_params) pairs); all NEUTRAL when uncalibrated."""
-        choice = np.full((self.group_count, BANDS), NEUTRAL)
+    def choose_calibration(self, details: np.ndarray, tiles: list[tuple[tuple[slice, slice], list]]) -> np.ndarray:
+        """(groups, 3, PARAMS) calibration indices for each context group and band of a level, from its
+        directly coded tiles ((tile slices, direct_params) pairs); neutral when uncalibrated."""
+        choice = calibration.neutral((self.group_count, BANDS))
         if not self.calibrated:
             return choice
         for index in range(self.group_count):
@@ -360,21 +361,25 @@ class Codec:
             symbols, mean, scale, bands = (np.concatenate(parts) for parts in zip(*picked))
             for band in range(BANDS):
                 chosen = bands == band
-                choice[index, band] = best_multiplier(symbols[chosen], mean[chosen], scale[chosen])
+                choice[index, band] = calibration.choose(symbols[chosen], mean[chosen], scale[chosen])
         return choice
 
-    def push_multipliers(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
-        """Push a level's multiplier indices (coded uniformly; nothing when uncalibrated); returns bits per term."""
+    def push_calibration(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
+        """Push a level's calibration indices (coded uniformly; nothing when uncalibrated); returns bits per term."""
         if not self.calibrated:
             return {}
-        stack.push_uniform(choice.ravel(), len(MULTIPLIERS))
-        return {"calibration": choice.size * math.log2(len(MULTIPLIERS))}
+        stack.push_uniform(choice[..., SCALE_BUCKETS].ravel(), len(MEAN_FACTORS))
+        stack.push_uniform(choice[..., :SCALE_BUCKETS].ravel(), len(MULTIPLIERS))
+        return {"calibration": calibration.table_bits(self.group_count * BANDS)}
 
-    def pop_multipliers(self, stack: AnsStack) -> np.ndarray:
-        """Mirror of `push_multipliers`: a level's (groups, 3) scale multipliers per context group and band."""
-        if not self.calibrated:
-            return MULTIPLIERS[np.full((self.group_count, BANDS), NEUTRAL)]
-        return MULTIPLIERS[stack.pop_uniform(self.group_count * BANDS, len(MULTIPLIERS)).reshape(-1, BANDS)]
+    def pop_calibration(self, stack: AnsStack) -> np.ndarray:
+        """Mirror of `push_calibration`: a level's (groups, 3, PARAMS) calibration indices."""
+        keys = self.group_count * BANDS
+        choice = calibration.neutral((self.group_count, BANDS))
+        if self.calibrated:
+            choice[..., :SCALE_BUCKETS] = stack.pop_uniform(keys * SCALE_BUCKETS, len(MULTIPLIERS)).reshape(-1, BANDS, SCALE_BUCKETS)
+            choice[..., SCALE_BUCKETS] = stack.pop_uniform(keys, len(MEAN_FACTORS)).reshape(-1, BANDS)
+        return choice
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
                         level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -463,40 +468,45 @@ class Codec:
         planes = image_planes(pixels, mode)
         levels = maps.num_levels(height, width)
         decs = [maps.decompose(p, self.map_name, levels) for p, _ in planes]
-        plans = coding_plan(height, width, [ch for _, ch in planes], levels, coded_before, self.direct_tile)
-        for plan in plans:
+        for plan in coding_plan(height, width, [ch for _, ch in planes], levels, coded_before, self.direct_tile):
             dec = decs[plan.plane]
             j = plan.level - 1
-            details = dec.details[j].reshape(9, *dec.details[j].shape[2:])
-            mask = coef_mask(plan.shape, plan.chroma)
-            direct = {}  # the direct tiles' model outputs, first all of them, so the level's multipliers can be chosen
-            for (y0, y1, x0, x1), coded in plan.rects:
-                if self.tile_steps(coded) == 0:
-                    where = (slice(y0, y1), slice(x0, x1))
-                    direct[(y0, x0)] = (where, self.direct_params(details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
-                                                                  mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0)))
-                    if progress:  # the network's work on a direct tile is done here
-                        progress((y1 - y0) * (x1 - x0))
-            choice = self.choose_multipliers(details, list(direct.values()))
-            for (y0, y1, x0, x1), coded in plan.rects:
-                tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
-                if (y0, x0) in direct:
-                    terms = self.encode_direct_tile(stack, details[:, y0:y1, x0:x1], direct[(y0, x0)][1],
-                                                    MULTIPLIERS[choice])
-                else:
-                    terms = self.encode_chain_tile(stack, details[:, y0:y1, x0:x1], dec.coarse[j][:, y0:y1, x0:x1],
-                                                   tile_mask, plan.chroma, plan.level, self.tile_steps(coded))
-                bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
-                if progress and (y0, x0) not in direct:
-                    progress((y1 - y0) * (x1 - x0))
-            if direct:  # pushed after the level's tiles: the decoder pops them first
-                before = stack.num_bits()
-                bits.add(plan.level, self.push_multipliers(stack, choice), 0, stack.num_bits() - before)
+            self._encode_level(stack, bits, plan, dec.details[j].reshape(9, *dec.details[j].shape[2:]), dec.coarse[j],
+                               progress)
             if plan.level == levels:
                 self._add_top(stack, bits, dec.top, plan.chroma, levels + 1)
         if levels == 0:
             for p, chroma in planes:
                 self._add_top(stack, bits, p, chroma, 1)
+
+    def _encode_level(self, stack: AnsStack, bits: Codelength, plan: LevelPlan, details: np.ndarray,
+                      coarse: np.ndarray, progress: Progress | None) -> None:
+        """Code one level's details (9, hc, wc) tile by tile, then its calibration indices (so the
+        decoder pops them first). The direct tiles' model outputs come first, all of them, so the
+        calibration can be chosen from the whole level."""
+        mask = coef_mask(plan.shape, plan.chroma)
+        direct = {}
+        for (y0, y1, x0, x1), coded in plan.rects:
+            if self.tile_steps(coded) == 0:
+                where = (slice(y0, y1), slice(x0, x1))
+                direct[(y0, x0)] = (where, self.direct_params(details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1],
+                                                              mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0)))
+                if progress:  # the network's work on a direct tile is done here
+                    progress((y1 - y0) * (x1 - x0))
+        choice = self.choose_calibration(details, list(direct.values()))
+        for (y0, y1, x0, x1), coded in plan.rects:
+            tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
+            if (y0, x0) in direct:
+                terms = self.encode_direct_tile(stack, details[:, y0:y1, x0:x1], direct[(y0, x0)][1], choice)
+            else:
+                terms = self.encode_chain_tile(stack, details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1], tile_mask,
+                                               plan.chroma, plan.level, self.tile_steps(coded))
+                if progress:
+                    progress((y1 - y0) * (x1 - x0))
+            bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
+        if direct:
+            before = stack.num_bits()
+            bits.add(plan.level, self.push_calibration(stack, choice), 0, stack.num_bits() - before)
 
     def _decode_region(self, stack: AnsStack, mode: str, height: int, width: int, coded_before: int,
                        progress: Progress | None) -> np.ndarray:
@@ -508,31 +518,36 @@ class Codec:
             for p in reversed(range(len(chroma_flags))):
                 planes[p] = self.decode_top(stack, (height, width), chroma_flags[p])
             return planes_image(planes, mode)
-        plans = coding_plan(height, width, chroma_flags, levels, coded_before, self.direct_tile)
         current = None
-        for plan in reversed(plans):
+        for plan in reversed(coding_plan(height, width, chroma_flags, levels, coded_before, self.direct_tile)):
             (h, w), hc, wc = plan.shape, (plan.shape[0] + 1) // 2, (plan.shape[1] + 1) // 2
             if plan.level == levels:
                 current = self.decode_top(stack, (hc, wc), plan.chroma)
-            mask = coef_mask(plan.shape, plan.chroma)
-            details = np.zeros((9, hc, wc), dtype=np.int64)
-            if any(self.tile_steps(coded) == 0 for _, coded in plan.rects):
-                multipliers = self.pop_multipliers(stack)
-            for (y0, y1, x0, x1), coded in reversed(plan.rects):
-                tile_coarse, tile_mask = current[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
-                if self.tile_steps(coded) == 0:
-                    tile = self.decode_direct_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level, (y0, x0),
-                                                   multipliers)
-                else:
-                    tile = self.decode_chain_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level,
-                                                  self.tile_steps(coded))
-                details[:, y0:y1, x0:x1] = tile
-                if progress:
-                    progress((y1 - y0) * (x1 - x0))
+            details = self._decode_level(stack, plan, current, progress)
             current = maps.merge_level(current, details.reshape(3, 3, hc, wc), h, w, self.map_name)
             if plan.level == 1:
                 planes[plan.plane] = current
         return planes_image(planes, mode)
+
+    def _decode_level(self, stack: AnsStack, plan: LevelPlan, coarse: np.ndarray,
+                      progress: Progress | None) -> np.ndarray:
+        """Mirror of `_encode_level`: one level's details (9, hc, wc) given its coarse image."""
+        mask = coef_mask(plan.shape, plan.chroma)
+        details = np.zeros((9,) + coarse.shape[1:], dtype=np.int64)
+        if any(self.tile_steps(coded) == 0 for _, coded in plan.rects):
+            calibrated = self.pop_calibration(stack)
+        for (y0, y1, x0, x1), coded in reversed(plan.rects):
+            tile_coarse, tile_mask = coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
+            if self.tile_steps(coded) == 0:
+                tile = self.decode_direct_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level, (y0, x0),
+                                               calibrated)
+            else:
+                tile = self.decode_chain_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level,
+                                              self.tile_steps(coded))
+            details[:, y0:y1, x0:x1] = tile
+            if progress:
+                progress((y1 - y0) * (x1 - x0))
+        return details
 
     @staticmethod
     def work_units(height: int, width: int, mode: str, region_side: int = REGION) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from hvpzip import calibration, codec
 from hvpzip.api import deterministic_coding
-from hvpzip.calibration import MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
+from hvpzip.calibration import MEAN_FACTORS, MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
 from conftest import smooth_image
 
 
@@ -25,9 +25,29 @@ def test_search_finds_the_grid_optimum_and_the_true_scale(true_over_predicted):
     assert abs(np.log2(MULTIPLIERS[chosen] / true_over_predicted)) < 0.1
 
 
-def test_empty_groups_stay_neutral():
+def test_empty_keys_stay_neutral():
     assert best_multiplier(np.zeros(0), np.zeros(0), np.zeros(0)) == NEUTRAL == int(np.argmin(abs(MULTIPLIERS - 1)))
-    assert MULTIPLIERS[NEUTRAL] == 1.0
+    empty = np.zeros(0)
+    indices = calibration.choose(empty, empty, empty)
+    assert np.array_equal(indices, calibration.neutral())
+    mean, scale = np.array([3.0, -1.0]), np.array([0.2, 9.0])
+    assert np.array_equal(np.stack(calibration.apply(indices, mean, scale)), np.stack([mean, scale]))
+
+
+def test_choose_finds_shrunk_means_and_per_bucket_scales():
+    """Symbols whose true mean is half the predicted one and whose small-scale part is twice as wide
+    as predicted: the chosen indices recover both, and code them cheaper than the model as it is."""
+    rng = np.random.default_rng(3)
+    predicted_mean = rng.normal(0, 8, 8000)
+    scale = np.where(np.arange(8000) % 2 == 0, 0.25, 4.0)  # buckets 0 and 2
+    true_scale = np.where(scale < 1, 2 * scale, scale)
+    symbols = np.round(0.5 * predicted_mean + rng.laplace(0, true_scale))
+    indices = calibration.choose(symbols, predicted_mean, scale)
+    assert abs(MEAN_FACTORS[indices[-1]] - 0.5) <= 0.05
+    assert abs(np.log2(MULTIPLIERS[indices[0]] / 2)) < 0.2 and abs(np.log2(MULTIPLIERS[indices[2]])) < 0.1
+    assert indices[1] == indices[3] == NEUTRAL  # empty buckets
+    mean, scale_out = calibration.apply(indices, predicted_mean, scale)
+    assert laplace_bits(symbols, mean, scale_out) < 0.9 * laplace_bits(symbols, predicted_mean, scale)
 
 
 def test_large_groups_are_searched_on_a_subset_close_to_the_optimum():
@@ -39,14 +59,14 @@ def test_large_groups_are_searched_on_a_subset_close_to_the_optimum():
 
 def test_calibrated_file_costs_less_and_pays_for_its_table(model, photo_crop):
     """On a photo the calibrated coder beats the uncalibrated one, table included; the table's
-    six bits per (level, group, band) are in the codelength, which is still what the payload pays."""
+    indices per (level, group, band) are in the codelength, which is still what the payload pays."""
     with deterministic_coding():
         words, bits = codec.Codec(model.prior, 0).encode(photo_crop, "RGB")
         _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(photo_crop, "RGB")
         assert np.array_equal(codec.Codec(model.prior, 0).decode(words, "RGB", *photo_crop.shape[:2]), photo_crop)
     levels = len(codec.coding_plan(*photo_crop.shape[:2], [1.0], codec.maps.num_levels(*photo_crop.shape[:2])))
     table = bits.per_term()["calibration"]
-    assert table == levels * codec.Codec(model.prior, 0).group_count * codec.BANDS * 6
+    assert table == pytest.approx(calibration.table_bits(levels * codec.Codec(model.prior, 0).group_count * codec.BANDS))
     assert "calibration" not in plain.per_term()
     assert bits.total < plain.total
     assert bits.total == pytest.approx(32 * len(words), abs=64)
