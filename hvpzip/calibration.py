@@ -2,8 +2,9 @@
 
 The encoder picks, for each (region, plane, level, context group, band) -- a *key* -- a multiplier
 of the predicted scales for each of SCALE_BUCKETS ranges of predicted scale, and a factor that
-shrinks the predicted means, whichever code that key's coefficients in the fewest bits; it sends
-their indices ahead of them. The network sees only local context: how noisy or sharp the whole
+shrinks the predicted means, whichever code that key's coefficients in the fewest bits, and sends
+them ahead of the coefficients: one bit per key says whether it is calibrated at all, so a key
+whose saving would not pay for its indices (small images, coarse levels) costs one bit. The network sees only local context: how noisy or sharp the whole
 image is, and how well it knows coarse levels (which 128-pixel training crops barely contain), shows
 up as per-key biases that a few bits per key remove.
 """
@@ -32,9 +33,18 @@ def neutral(shape: tuple[int, ...] = ()) -> np.ndarray:
     return out
 
 
-def table_bits(count: int) -> float:
-    """Bits of `count` keys' indices, each coded uniformly."""
-    return count * (SCALE_BUCKETS * np.log2(len(MULTIPLIERS)) + np.log2(len(MEAN_FACTORS)))
+KEY_BITS = SCALE_BUCKETS * np.log2(len(MULTIPLIERS)) + np.log2(len(MEAN_FACTORS))  # a calibrated key's indices
+
+
+def is_neutral(indices: np.ndarray) -> np.ndarray:
+    """Per key (last axis: PARAMS): whether its indices leave the model as it is."""
+    return np.all(indices == neutral(), axis=-1)
+
+
+def table_bits(indices: np.ndarray) -> float:
+    """Bits of keys' indices (..., PARAMS) as sent: a flag each, and the indices of calibrated keys."""
+    flags = is_neutral(indices)
+    return float(flags.size + (~flags).sum() * KEY_BITS)
 
 
 def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
@@ -78,10 +88,13 @@ def best_multiplier(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) ->
 
 def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A key's (PARAMS,) indices: the mean factor given per-bucket multipliers, then the multipliers
-    again given that factor (one round of coordinate descent)."""
+    again given that factor (one round of coordinate descent); neutral when the estimated saving
+    would not pay for the indices."""
     stride = max(1, symbols.size // SEARCH_SAMPLES)
     symbols, mean, scale = symbols[::stride], mean[::stride], scale[::stride]
     indices, bucket = neutral(), scale_bucket(scale)
+    if symbols.size == 0:
+        return indices
 
     def fit_multipliers(factor: float) -> None:
         for q in range(SCALE_BUCKETS):
@@ -89,9 +102,9 @@ def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarr
             indices[q] = best_multiplier(symbols[chosen], mean[chosen] * factor, scale[chosen])
 
     fit_multipliers(1.0)
-    if symbols.size:
-        scaled = scale * MULTIPLIERS[indices[bucket]]
-        indices[-1] = _grid_search(lambda i: laplace_bits(symbols, mean * MEAN_FACTORS[i], scaled),
-                                   len(MEAN_FACTORS), MEAN_NEUTRAL)
-        fit_multipliers(MEAN_FACTORS[indices[-1]])
-    return indices
+    scaled = scale * MULTIPLIERS[indices[bucket]]
+    indices[-1] = _grid_search(lambda i: laplace_bits(symbols, mean * MEAN_FACTORS[i], scaled),
+                               len(MEAN_FACTORS), MEAN_NEUTRAL)
+    fit_multipliers(MEAN_FACTORS[indices[-1]])
+    saving = laplace_bits(symbols, mean, scale) - laplace_bits(symbols, *apply(indices, mean, scale))
+    return indices if saving * stride > KEY_BITS else neutral()

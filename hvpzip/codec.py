@@ -365,20 +365,24 @@ class Codec:
         return choice
 
     def push_calibration(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
-        """Push a level's calibration indices (coded uniformly; nothing when uncalibrated); returns bits per term."""
+        """Push a level's calibration: the indices of its calibrated keys, then a flag per key (each
+        coded uniformly; nothing when uncalibrated). Returns bits per term."""
         if not self.calibrated:
             return {}
-        stack.push_uniform(choice[..., SCALE_BUCKETS].ravel(), len(MEAN_FACTORS))
-        stack.push_uniform(choice[..., :SCALE_BUCKETS].ravel(), len(MULTIPLIERS))
-        return {"calibration": calibration.table_bits(self.group_count * BANDS)}
+        flagged = choice[~calibration.is_neutral(choice)]
+        stack.push_uniform(flagged[:, SCALE_BUCKETS], len(MEAN_FACTORS))
+        stack.push_uniform(flagged[:, :SCALE_BUCKETS], len(MULTIPLIERS))
+        stack.push_uniform(~calibration.is_neutral(choice), 2)
+        return {"calibration": calibration.table_bits(choice)}
 
     def pop_calibration(self, stack: AnsStack) -> np.ndarray:
         """Mirror of `push_calibration`: a level's (groups, 3, PARAMS) calibration indices."""
-        keys = self.group_count * BANDS
         choice = calibration.neutral((self.group_count, BANDS))
         if self.calibrated:
-            choice[..., :SCALE_BUCKETS] = stack.pop_uniform(keys * SCALE_BUCKETS, len(MULTIPLIERS)).reshape(-1, BANDS, SCALE_BUCKETS)
-            choice[..., SCALE_BUCKETS] = stack.pop_uniform(keys, len(MEAN_FACTORS)).reshape(-1, BANDS)
+            flags = stack.pop_uniform(choice.shape[0] * BANDS, 2).reshape(choice.shape[:2]).astype(bool)
+            count = int(flags.sum())
+            choice[flags, :SCALE_BUCKETS] = stack.pop_uniform(count * SCALE_BUCKETS, len(MULTIPLIERS)).reshape(count, SCALE_BUCKETS)
+            choice[flags, SCALE_BUCKETS] = stack.pop_uniform(count, len(MEAN_FACTORS))
         return choice
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,

@@ -57,19 +57,34 @@ def test_large_groups_are_searched_on_a_subset_close_to_the_optimum():
     assert costs[best_multiplier(symbols, mean, scale)] < min(costs) * 1.0005
 
 
+def keys_of(shape: tuple[int, int], model) -> int:
+    """Calibration keys of an RGB image coded at T = 0: (level, context group, band)."""
+    levels = len(codec.coding_plan(*shape, [1.0], codec.maps.num_levels(*shape)))
+    return levels * codec.Codec(model.prior, 0).group_count * codec.BANDS
+
+
 def test_calibrated_file_costs_less_and_pays_for_its_table(model, photo_crop):
-    """On a photo the calibrated coder beats the uncalibrated one, table included; the table's
-    indices per (level, group, band) are in the codelength, which is still what the payload pays."""
+    """On a photo the calibrated coder beats the uncalibrated one, table included; the table (a flag
+    per key, indices for calibrated keys) is in the codelength, which is still what the payload pays."""
     with deterministic_coding():
         words, bits = codec.Codec(model.prior, 0).encode(photo_crop, "RGB")
         _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(photo_crop, "RGB")
         assert np.array_equal(codec.Codec(model.prior, 0).decode(words, "RGB", *photo_crop.shape[:2]), photo_crop)
-    levels = len(codec.coding_plan(*photo_crop.shape[:2], [1.0], codec.maps.num_levels(*photo_crop.shape[:2])))
-    table = bits.per_term()["calibration"]
-    assert table == pytest.approx(calibration.table_bits(levels * codec.Codec(model.prior, 0).group_count * codec.BANDS))
+    keys = keys_of(photo_crop.shape[:2], model)
+    calibrated_keys = (bits.per_term()["calibration"] - keys) / calibration.KEY_BITS
+    assert 0 < calibrated_keys < keys and calibrated_keys == pytest.approx(round(calibrated_keys))
     assert "calibration" not in plain.per_term()
     assert bits.total < plain.total
     assert bits.total == pytest.approx(32 * len(words), abs=64)
+
+
+def test_calibration_costs_a_tiny_image_at_most_a_bit_per_key(model):
+    pixels = smooth_image(12, 20, 3, seed=9)
+    with deterministic_coding():
+        words, bits = codec.Codec(model.prior, 0).encode(pixels, "RGB")
+        _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(pixels, "RGB")
+        assert np.array_equal(codec.Codec(model.prior, 0).decode(words, "RGB", 12, 20), pixels)
+    assert bits.analytic <= plain.analytic + keys_of((12, 20), model)
 
 
 def test_a_miscalibrated_image_is_rescued(model):
