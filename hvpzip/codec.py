@@ -25,7 +25,7 @@ PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]} 
 REGION = 2048  # larger images are coded as independent regions of at most REGION x REGION (bounded memory)
 TILE = 64  # coding tile side, in positions of a level
 DIRECT_TILE = 128  # tile side when every tile is coded directly (T = 0); on held-out photos
-# (benchmarks/direct_tile.py) 0.7% below format 2's bits-back tiles at the same speed; 256 saves 0.2% more at +50% time
+# (benchmarks/direct_coding.py) 0.7% below format 2's bits-back tiles at the same speed; 256 saves 0.2% more at +50% time
 GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
