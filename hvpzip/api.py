@@ -179,5 +179,6 @@ def work_units(height: int, width: int, mode: str) -> int:
     return Codec.work_units(height, width, mode)
 
 
-__all__ = ["MODES", "Model", "Compressed", "Codelength", "FormatError", "ModelMismatchError", "load_model", "encode_image",
-           "compress", "decompress", "decompress_image", "mode_of", "work_units", "deterministic_coding", "format_codec"]
+__all__ = ["MODES", "Model", "Compressed", "Codelength", "FormatError", "ModelMismatchError", "load_model",
+           "encode_image", "compress", "decompress", "decompress_image", "mode_of", "work_units",
+           "deterministic_coding", "format_codec"]

@@ -4,9 +4,10 @@ The encoder picks, for each (region, plane, level, context group, band) -- a *ke
 of the predicted scales for each of SCALE_BUCKETS ranges of predicted scale, and a factor that
 shrinks the predicted means, whichever code that key's coefficients in the fewest bits, and sends
 them ahead of the coefficients: one bit per key says whether it is calibrated at all, so a key
-whose saving would not pay for its indices (small images, coarse levels) costs one bit. The network sees only local context: how noisy or sharp the whole
-image is, and how well it knows coarse levels (which 128-pixel training crops barely contain), shows
-up as per-key biases that a few bits per key remove.
+whose saving would not pay for its indices (small images, coarse levels) costs one bit. The
+network sees only local context: how noisy or sharp the whole image is, and how well it knows
+coarse levels (which 128-pixel training crops barely contain), shows up as per-key biases that a
+few bits per key remove.
 """
 from __future__ import annotations
 

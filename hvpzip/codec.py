@@ -14,8 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import maps, schedule
-from . import calibration
+from . import calibration, maps, schedule
 from .calibration import MEAN_FACTORS, MULTIPLIERS, SCALE_BUCKETS, laplace_bits
 from .coder import AnsStack
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
@@ -160,7 +159,8 @@ def coefficient_bands(group: np.ndarray) -> np.ndarray:
     return np.nonzero(group)[0] % BANDS
 
 
-def calibrate_group(indices: np.ndarray, group: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def calibrate_group(indices: np.ndarray, group: np.ndarray, mean: np.ndarray,
+                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A context group's calibrated (mean, scale), given its (3, PARAMS) per-band calibration indices."""
     return calibration.apply(indices[coefficient_bands(group)], mean, scale)
 
@@ -268,7 +268,8 @@ class Codec:
                            calibrated: np.ndarray) -> dict[str, float]:
         """Code a tile's details under its `direct_params` as the level's (groups, 3, PARAMS) calibration
         indices adjust them; groups go last-first so the decoder pops them in order. Returns bits per term."""
-        return {"decoder": sum(self._push_laplace(stack, details[group], *calibrate_group(calibrated[index], group, mean, scale))
+        return {"decoder": sum(self._push_laplace(stack, details[group],
+                                                  *calibrate_group(calibrated[index], group, mean, scale))
                                for index, group, mean, scale in reversed(params))}
 
     def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
@@ -381,7 +382,8 @@ class Codec:
         if self.calibrated:
             flags = stack.pop_uniform(choice.shape[0] * BANDS, 2).reshape(choice.shape[:2]).astype(bool)
             count = int(flags.sum())
-            choice[flags, :SCALE_BUCKETS] = stack.pop_uniform(count * SCALE_BUCKETS, len(MULTIPLIERS)).reshape(count, SCALE_BUCKETS)
+            multipliers = stack.pop_uniform(count * SCALE_BUCKETS, len(MULTIPLIERS))
+            choice[flags, :SCALE_BUCKETS] = multipliers.reshape(count, SCALE_BUCKETS)
             choice[flags, SCALE_BUCKETS] = stack.pop_uniform(count, len(MEAN_FACTORS))
         return choice
 
