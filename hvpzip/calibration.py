@@ -11,6 +11,8 @@ few bits per key remove.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from . import schedule
@@ -48,10 +50,11 @@ def table_bits(indices: np.ndarray) -> float:
     return float(flags.size + (~flags).sum() * KEY_BITS)
 
 
-def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
-    """Bits of integer symbols under the quantized Laplace the coder uses (params snapped as it snaps them)."""
+def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Bits of integer symbols under the quantized Laplace the coder uses (params snapped as it snaps
+    them), summed over the last axis: (k, n) candidate parameters for n symbols cost k sums in one call."""
     m, s = snap_params(mean, scale)
-    return -float(schedule.laplace_bin_log2prob(symbols.astype(np.float64), m, s, np).sum())
+    return -schedule.laplace_bin_log2prob(np.asarray(symbols, dtype=np.float64), m, s, np).sum(axis=-1)
 
 
 def scale_bucket(scale: np.ndarray) -> np.ndarray:
@@ -66,25 +69,21 @@ def apply(indices: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.
     return mean * MEAN_FACTORS[indices[:, -1]], scale * multiplier
 
 
-def _grid_search(cost, size: int, start: int) -> int:
-    """Index in [0, size) minimising `cost`: every COARSE_STEP-th index (aligned to `start`), then the
-    neighbours of the best; the cost is smooth and unimodal in these grids."""
-    costs: dict[int, float] = {}
-
-    def cached(i: int) -> float:
-        if i not in costs:
-            costs[i] = cost(i)
-        return costs[i]
-
-    coarse = min(range(start % COARSE_STEP, size, COARSE_STEP), key=cached)
-    return min(range(max(0, coarse - COARSE_STEP + 1), min(size, coarse + COARSE_STEP)), key=cached)
+def _grid_search(costs: Callable[[np.ndarray], np.ndarray], size: int, start: int) -> int:
+    """Index in [0, size) minimising `costs` (indices -> their costs): every COARSE_STEP-th index
+    (aligned to `start`), then the neighbours of the best; the cost is smooth and unimodal in these grids."""
+    coarse = np.arange(start % COARSE_STEP, size, COARSE_STEP)
+    best = int(coarse[np.argmin(costs(coarse))])
+    fine = np.arange(max(0, best - COARSE_STEP + 1), min(size, best + COARSE_STEP))
+    return int(fine[np.argmin(costs(fine))])
 
 
 def best_multiplier(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> int:
     """Index into MULTIPLIERS of the scale multiplier that codes `symbols` cheapest (NEUTRAL when empty)."""
     if symbols.size == 0:
         return NEUTRAL
-    return _grid_search(lambda i: laplace_bits(symbols, mean, scale * MULTIPLIERS[i]), len(MULTIPLIERS), NEUTRAL)
+    return _grid_search(lambda i: laplace_bits(symbols, mean, scale * MULTIPLIERS[i][:, None]), len(MULTIPLIERS),
+                        NEUTRAL)
 
 
 def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -104,7 +103,7 @@ def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarr
 
     fit_multipliers(1.0)
     scaled = scale * MULTIPLIERS[indices[bucket]]
-    indices[-1] = _grid_search(lambda i: laplace_bits(symbols, mean * MEAN_FACTORS[i], scaled),
+    indices[-1] = _grid_search(lambda i: laplace_bits(symbols, mean * MEAN_FACTORS[i][:, None], scaled),
                                len(MEAN_FACTORS), MEAN_NEUTRAL)
     fit_multipliers(MEAN_FACTORS[indices[-1]])
     saving = laplace_bits(symbols, mean, scale) - laplace_bits(symbols, *apply(indices, mean, scale))

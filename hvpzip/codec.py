@@ -412,7 +412,7 @@ class Codec:
     def _push_laplace(stack: AnsStack, symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
         """Push symbols under a quantized Laplace; returns their cost in bits (before escapes)."""
         stack.push("laplace", symbols, mean, scale, -VALUE_LIMIT, VALUE_LIMIT)
-        return laplace_bits(symbols, mean, scale)
+        return float(laplace_bits(symbols, mean, scale))
 
     # --- top image ------------------------------------------------------------------------------
     def _top_params(self) -> tuple[np.ndarray, np.ndarray]:
