@@ -160,7 +160,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
                f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
-               + f" --context --context-groups {config.context_groups}" * config.context
+               + f" --context-groups {config.context_groups}" * config.context
                + (f" --init-from {init_from}" if init_from else "")
                + (f" --direct-share {direct_share}" if direct_share is not None else "")
                + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else ""))
