@@ -25,6 +25,7 @@ MEAN_NEUTRAL = 12
 SCALE_EDGES = np.array([-1.0, 1.0, 3.0])  # log2 of the predicted scale (symbol units) between buckets
 SCALE_BUCKETS = len(SCALE_EDGES) + 1
 PARAMS = SCALE_BUCKETS + 1  # a key's indices: one multiplier per scale bucket, then the mean factor
+KEY_BITS = SCALE_BUCKETS * np.log2(len(MULTIPLIERS)) + np.log2(len(MEAN_FACTORS))  # a calibrated key's indices
 SEARCH_SAMPLES = 1 << 12  # larger keys are searched on an evenly strided subset
 COARSE_STEP = 4
 
@@ -34,9 +35,6 @@ def neutral(shape: tuple[int, ...] = ()) -> np.ndarray:
     out = np.full(shape + (PARAMS,), NEUTRAL)
     out[..., -1] = MEAN_NEUTRAL
     return out
-
-
-KEY_BITS = SCALE_BUCKETS * np.log2(len(MULTIPLIERS)) + np.log2(len(MEAN_FACTORS))  # a calibrated key's indices
 
 
 def is_neutral(indices: np.ndarray) -> np.ndarray:
