@@ -370,10 +370,10 @@ class Codec:
         coded uniformly; nothing when uncalibrated). Returns bits per term."""
         if not self.calibrated:
             return {}
-        flagged = choice[~calibration.is_neutral(choice)]
-        stack.push_uniform(flagged[:, SCALE_BUCKETS], len(MEAN_FACTORS))
-        stack.push_uniform(flagged[:, :SCALE_BUCKETS], len(MULTIPLIERS))
-        stack.push_uniform(~calibration.is_neutral(choice), 2)
+        flags = ~calibration.is_neutral(choice)
+        stack.push_uniform(choice[flags, SCALE_BUCKETS], len(MEAN_FACTORS))
+        stack.push_uniform(choice[flags, :SCALE_BUCKETS], len(MULTIPLIERS))
+        stack.push_uniform(flags, 2)
         return {"calibration": calibration.table_bits(choice)}
 
     def pop_calibration(self, stack: AnsStack) -> np.ndarray:
