@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -159,10 +159,14 @@ def coefficient_bands(group: np.ndarray) -> np.ndarray:
     return np.nonzero(group)[0] % BANDS
 
 
-def calibrate_group(indices: np.ndarray, group: np.ndarray, mean: np.ndarray,
-                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A context group's calibrated (mean, scale), given its (3, PARAMS) per-band calibration indices."""
-    return calibration.apply(indices[coefficient_bands(group)], mean, scale)
+class DirectGroup(NamedTuple):
+    """One context group of a directly coded tile as the encoder sees it (teacher-forced)."""
+
+    index: int  # which context group (row of the level's calibration indices)
+    bands: np.ndarray  # band of each coefficient (`coefficient_bands`)
+    symbols: np.ndarray  # the coefficients, in the group mask's order
+    mean: np.ndarray  # the direct model's Laplace parameters for them, before calibration
+    scale: np.ndarray
 
 
 def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
@@ -250,27 +254,26 @@ class Codec:
         return np.split(raw_outputs(self.model, z, coarse, band, chroma, level, gamma), 3)
 
     # --- one tile ---------------------------------------------------------------------------------
-    def direct_params(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                      origin: tuple[int, int] = (0, 0)) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """The direct model's view of a tile's details (9, h, w) at `origin`: for each context group
-        in coding order, (group index, group mask, Laplace means, Laplace scales) given the groups before it."""
+    def direct_groups(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
+                      origin: tuple[int, int] = (0, 0)) -> list[DirectGroup]:
+        """The direct model's view of a tile's details (9, h, w) at `origin`: each context group in
+        coding order, with its Laplace parameters given the groups before it."""
         c = self._level_constants(level, 0)[0]
         band, y = mask[:3].astype(np.float64), details / c
-        params, known = [], np.zeros(mask.shape, dtype=bool)
+        groups, known = [], np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
-            params.append((index, group, mean[group], scale[group]))
+            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
             known |= group
-        return params
+        return groups
 
-    def encode_direct_tile(self, stack: AnsStack, details: np.ndarray,
-                           params: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+    def encode_direct_tile(self, stack: AnsStack, groups: list[DirectGroup],
                            calibrated: np.ndarray) -> dict[str, float]:
-        """Code a tile's details under its `direct_params` as the level's (groups, 3, PARAMS) calibration
-        indices adjust them; groups go last-first so the decoder pops them in order. Returns bits per term."""
-        return {"decoder": sum(self._push_laplace(stack, details[group],
-                                                  *calibrate_group(calibrated[index], group, mean, scale))
-                               for index, group, mean, scale in reversed(params))}
+        """Code a tile's `direct_groups` as the level's (groups, 3, PARAMS) calibration indices adjust
+        them; groups go last-first so the decoder pops them in order. Returns bits per term."""
+        return {"decoder": sum(self._push_laplace(stack, g.symbols,
+                                                  *calibration.apply(calibrated[g.index][g.bands], g.mean, g.scale))
+                               for g in reversed(groups))}
 
     def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
                           chroma: float, level: int, steps: int) -> dict[str, float]:
@@ -311,7 +314,7 @@ class Codec:
         known = np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-            mean, scale = calibrate_group(calibrated[index], group, mean[group], scale[group])
+            mean, scale = calibration.apply(calibrated[index][coefficient_bands(group)], mean[group], scale[group])
             details[group] = stack.pop("laplace", mean, scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
             known |= group
         return details
@@ -348,15 +351,14 @@ class Codec:
         return [(index, g) for index, g in enumerate(groups) if g.any()]
 
     # --- calibration ----------------------------------------------------------------------------
-    def choose_calibration(self, details: np.ndarray, tiles: list[tuple[tuple[slice, slice], list]]) -> np.ndarray:
+    def choose_calibration(self, tiles: list[list[DirectGroup]]) -> np.ndarray:
         """(groups, 3, PARAMS) calibration indices for each context group and band of a level, from its
-        directly coded tiles ((tile slices, direct_params) pairs); neutral when uncalibrated."""
+        directly coded tiles' `direct_groups`; neutral when uncalibrated."""
         choice = calibration.neutral((self.group_count, BANDS))
         if not self.calibrated:
             return choice
         for index in range(self.group_count):
-            picked = [(details[(slice(None),) + where][group], mean, scale, coefficient_bands(group))
-                      for where, params in tiles for i, group, mean, scale in params if i == index]
+            picked = [(g.symbols, g.mean, g.scale, g.bands) for groups in tiles for g in groups if g.index == index]
             if not picked:
                 continue
             symbols, mean, scale, bands = (np.concatenate(parts) for parts in zip(*picked))
@@ -494,16 +496,15 @@ class Codec:
         direct = {}
         for (y0, y1, x0, x1), coded in plan.rects:
             if self.tile_steps(coded) == 0:
-                where = (slice(y0, y1), slice(x0, x1))
-                direct[(y0, x0)] = (where, self.direct_params(details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1],
-                                                              mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0)))
+                direct[(y0, x0)] = self.direct_groups(details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1],
+                                                      mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0))
                 if progress:  # the network's work on a direct tile is done here
                     progress((y1 - y0) * (x1 - x0))
-        choice = self.choose_calibration(details, list(direct.values()))
+        choice = self.choose_calibration(list(direct.values()))
         for (y0, y1, x0, x1), coded in plan.rects:
             tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
             if (y0, x0) in direct:
-                terms = self.encode_direct_tile(stack, details[:, y0:y1, x0:x1], direct[(y0, x0)][1], choice)
+                terms = self.encode_direct_tile(stack, direct[(y0, x0)], choice)
             else:
                 terms = self.encode_chain_tile(stack, details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1], tile_mask,
                                                plan.chroma, plan.level, self.tile_steps(coded))
@@ -540,8 +541,8 @@ class Codec:
         """Mirror of `_encode_level`: one level's details (9, hc, wc) given its coarse image."""
         mask = coef_mask(plan.shape, plan.chroma)
         details = np.zeros((9,) + coarse.shape[1:], dtype=np.int64)
-        if any(self.tile_steps(coded) == 0 for _, coded in plan.rects):
-            calibrated = self.pop_calibration(stack)
+        has_direct = any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
+        calibrated = self.pop_calibration(stack) if has_direct else None
         for (y0, y1, x0, x1), coded in reversed(plan.rects):
             tile_coarse, tile_mask = coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
             if self.tile_steps(coded) == 0:

@@ -109,10 +109,11 @@ class AnsStack:
     def push_uniform(self, symbols: np.ndarray, size: int) -> None:
         """Encode int symbols in [0, size) with equal probabilities (log2(size) bits each)."""
         symbols = np.asarray(symbols, dtype=np.int32).ravel()
-        if symbols.size and (symbols.min() < 0 or symbols.max() >= size):
+        if symbols.size == 0:
+            return
+        if symbols.min() < 0 or symbols.max() >= size:
             raise ValueError(f"value outside the coder's range [0, {size})")
-        if symbols.size:
-            self._coder.encode_reverse(symbols, _MODEL.Uniform(size))
+        self._coder.encode_reverse(symbols, _MODEL.Uniform(size))
 
     def pop_uniform(self, count: int, size: int) -> np.ndarray:
         """Mirror of `push_uniform`."""

@@ -9,7 +9,8 @@ Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what 
 file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
 Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
 Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; versions 3 and 4 into plain tiles
-(codec.DIRECT_TILE). Version 4 adds per-level scale multipliers of the directly coded groups (codec.Codec.calibrated).
+(codec.DIRECT_TILE). Version 4 adds each level's calibration indices of the directly coded groups
+(hvpzip.calibration; codec.Codec.calibrated).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
@@ -101,7 +102,8 @@ def unpack_header(data: bytes) -> tuple[Header, int]:
         raise FormatError("not an hvpzip file (bad magic bytes)")
     version = data[4]
     if version not in READABLE_VERSIONS:
-        raise FormatError(f"unsupported hvpzip format version {version} (this build reads versions 1 to 4)")
+        raise FormatError(f"unsupported hvpzip format version {version}"
+                          f" (this build reads versions {READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]})")
     n = data[5]
     fields_end = 6 + n
     if len(data) < fields_end + 4 or n < _FIXED.size + 1:
