@@ -391,8 +391,9 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--eval-every", default=200, show_default=True, help="Validation and checkpoint interval.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--context", is_flag=True, help="Direct model codes each level in context groups (checkerboard halves).")
-@click.option("--context-groups", type=click.Choice(["4", "6"]), default=None,
-              help="Context groups per level: 4 (luma, then chroma) or 6 (Y, Co, Cg in turn); implies --context "
+@click.option("--context-groups", type=click.Choice(["4", "6", "9"]), default=None,
+              help="Context groups per level: 4 (luma, then chroma) or 6 (Y, Co, Cg in turn), each in "
+                   "checkerboard halves, or 9 (Y, Co, Cg, each in 3 spatial phases); implies --context "
                    "[default: 4, or the --init-from model's].")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start a new run from this model file (its architecture; --width/--map are ignored).")

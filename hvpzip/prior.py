@@ -5,7 +5,7 @@ diffusion with T steps, learned schedule endpoints, learned reverse variances an
 discretized-Laplace decoder on the integer grid. T = 0 is the direct model p(details | coarse),
 the same network evaluated at infinite noise; with `context` it is autoregressive over groups of a
 level's coefficients (checkerboard anchors then the rest, for luma then chroma, or for each of
-Y, Co and Cg in turn), each group conditioned on the groups before it.
+Y, Co and Cg in turn, or the anchors split in two phases), each group conditioned on the groups before it.
 """
 from __future__ import annotations
 
@@ -28,20 +28,30 @@ COARSE_OFFSET = (128.0, 0.0, 0.0)
 COARSE_SCALE = 64.0
 BASE_INPUTS = COEFS + 3 + 3 + 1  # z, coarse image, band mask, chroma flag
 CONTEXT_INPUTS = 2 * COEFS  # known coefficient values and their mask (direct model with context)
-# context group count -> the colour channels coded together, in coding order
-CONTEXT_CHANNEL_SETS = {4: ((0,), (1, 2)), 6: ((0,), (1,), (2,))}
+# context group count -> (the colour channels coded together in coding order, spatial phases of each)
+CONTEXT_LAYOUTS = {4: (((0,), (1, 2)), 2), 6: (((0,), (1,), (2,)), 2), 9: (((0,), (1,), (2,)), 3)}
+
+
+def spatial_phases(count: int, yy: np.ndarray, xx: np.ndarray) -> list[np.ndarray]:
+    """The positions of a channel set coded in turn: 2 phases are the checkerboard anchors then the
+    rest; 3 phases split the anchors into even and odd rows, so the odd ones see their diagonal
+    neighbours (the rest then sees all four direct neighbours, as with 2)."""
+    anchor = (yy + xx) % 2 == 0
+    if count == 2:
+        return [anchor, ~anchor]
+    return [anchor & (yy % 2 == 0), anchor & (yy % 2 == 1), ~anchor]
 
 
 def context_groups(count: int, height: int, width: int, y0: int = 0, x0: int = 0) -> np.ndarray:
     """(count, 9, h, w) bool coding groups of a level tile at (y0, x0): for each channel set of
-    CONTEXT_CHANNEL_SETS[count] in turn, its checkerboard anchors, then its other positions."""
+    CONTEXT_LAYOUTS[count] in turn, its spatial phases."""
+    channel_sets, phases = CONTEXT_LAYOUTS[count]
     yy, xx = np.mgrid[y0 : y0 + height, x0 : x0 + width]
-    anchor = (yy + xx) % 2 == 0
     channel = np.arange(COEFS) // 3  # coefficient index = channel * 3 + band
     groups = []
-    for channels in CONTEXT_CHANNEL_SETS[count]:
+    for channels in channel_sets:
         chosen = np.isin(channel, channels)[:, None, None]
-        groups += [chosen & anchor, chosen & ~anchor]
+        groups += [chosen & phase for phase in spatial_phases(phases, yy, xx)]
     return np.stack(groups)
 
 
@@ -57,7 +67,7 @@ class PriorConfig:
     embed: int = 64
     detail_scales: list[list[float]] = field(default_factory=lambda: [[8.0] * COEFS])
     context: bool = False  # the direct model codes a level in groups, each seeing the earlier ones
-    context_groups: int = 4  # a key of CONTEXT_CHANNEL_SETS: luma/chroma (4) or Y/Co/Cg (6), each in two checkerboard halves
+    context_groups: int = 4  # a key of CONTEXT_LAYOUTS: luma/chroma (4) or Y/Co/Cg (6) in checkerboard halves, Y/Co/Cg in 3 phases (9)
 
 
 def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -109,8 +119,8 @@ class MultiscalePrior(nn.Module):
 
     def __init__(self, config: PriorConfig):
         super().__init__()
-        if config.context_groups not in CONTEXT_CHANNEL_SETS:
-            raise ValueError(f"context_groups must be one of {sorted(CONTEXT_CHANNEL_SETS)}, not {config.context_groups}")
+        if config.context_groups not in CONTEXT_LAYOUTS:
+            raise ValueError(f"context_groups must be one of {sorted(CONTEXT_LAYOUTS)}, not {config.context_groups}")
         self.config = config
         self.denoiser = Denoiser(config.width, config.blocks, config.embed,
                                  BASE_INPUTS + CONTEXT_INPUTS * config.context)

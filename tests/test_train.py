@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -133,25 +134,37 @@ def test_init_from_keeps_the_source_runs_validation_split(tmp_path):
     assert not set(card["train_files"]) & set(source_val) and len(card["train_files"]) + len(source_val) == 40
 
 
-def test_six_context_groups_partition_each_level_by_channel_and_checkerboard():
+def test_context_groups_partition_each_level_by_channel_and_spatial_phase():
     """--context-groups 6 codes Y, Co, Cg in turn: every coefficient in exactly one group, each group one
-    channel and one checkerboard half, and the 4-group chroma groups are unions of the 6-group ones."""
+    channel and one checkerboard half, and the 4-group chroma groups are unions of the 6-group ones.
+    9 splits each channel's anchors by row parity, so the second phase's diagonal neighbours are all
+    in the first and the third phase's direct neighbours all in the first two."""
     from hvpzip.prior import context_groups
 
-    six, four = context_groups(6, 5, 7, 1, 2), context_groups(4, 5, 7, 1, 2)
-    assert six.shape == (6, 9, 5, 7) and np.array_equal(six.sum(axis=0), np.ones((9, 5, 7)))
-    channel_of = np.arange(9) // 3
-    for g in range(6):
-        assert set(channel_of[six[g].any(axis=(1, 2))]) == {g // 2}
+    six, four, nine = (context_groups(n, 5, 7, 1, 2) for n in (6, 4, 9))
+    for groups, phases in ((six, 2), (nine, 3)):
+        assert groups.shape == (3 * phases, 9, 5, 7) and np.array_equal(groups.sum(axis=0), np.ones((9, 5, 7)))
+        channel_of = np.arange(9) // 3
+        for g in range(3 * phases):
+            assert set(channel_of[groups[g].any(axis=(1, 2))]) == {g // phases}
     yy, xx = np.mgrid[1:6, 2:9]
     assert np.array_equal(six[0, 0], (yy + xx) % 2 == 0)  # anchors first
     assert np.array_equal(four[0], six[0]) and np.array_equal(four[1], six[1])
     assert np.array_equal(four[2], six[2] | six[4]) and np.array_equal(four[3], six[3] | six[5])
+    assert np.array_equal(nine[0] | nine[1], six[0]) and np.array_equal(nine[2], six[1])
+    assert np.array_equal(nine[3:6].any(axis=1), nine[0:3].any(axis=1))  # the same phases for Co (and Cg)
+    first, second = nine[0, 0], nine[1, 0]
+    assert first.any() and second.any() and np.all(yy[first] % 2 == 0)  # even rows of the level first
+    padded = np.pad(first, 1)
+    for dy, dx in ((-1, -1), (-1, 1), (1, -1), (1, 1)):  # inside, every diagonal neighbour was coded first
+        shifted = padded[1 + dy : 6 + dy, 1 + dx : 8 + dx]
+        assert np.all(shifted[1:-1, 1:-1][second[1:-1, 1:-1]])
 
 
-def test_six_group_model_trains_from_a_four_group_one_and_codes_exactly(tmp_path, model):
-    """--init-from with --context-groups 6 keeps the weights, records the grouping, and the result codes
-    bit-exactly (colour and grey) at a codelength near its training objective's direct bits."""
+@pytest.mark.parametrize("groups", ["6", "9"])
+def test_grouped_model_trains_from_a_four_group_one_and_codes_exactly(tmp_path, model, groups):
+    """--init-from with --context-groups 6 or 9 keeps the weights, records the grouping, and the result
+    codes bit-exactly (colour and grey) at a codelength near its training objective's direct bits."""
     from hvpzip import codec, data as training_data
     from hvpzip.train import evaluate
 
@@ -164,12 +177,12 @@ def test_six_group_model_trains_from_a_four_group_one_and_codes_exactly(tmp_path
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2", "--iters", "2",
             "--eval-every", "2", "--init-from", str(start), "--context-groups"]
-    assert CliRunner().invoke(main, args + ["5"]).exit_code == 2  # only 4 or 6
-    r = CliRunner().invoke(main, args + ["6"])
+    assert CliRunner().invoke(main, args + ["5"]).exit_code == 2  # only 4, 6 or 9
+    r = CliRunner().invoke(main, args + [groups])
     assert r.exit_code == 0, r.output
     card = json.loads((out / "model_card.json").read_text())
-    assert card["config"]["context"] and card["config"]["context_groups"] == 6
-    assert "--context-groups 6" in card["training_command"]
+    assert card["config"]["context"] and card["config"]["context_groups"] == int(groups)
+    assert f"--context-groups {groups}" in card["training_command"]
     trained = hvpzip.load_model(out / "model.pt")
     for channels in (3, 1):
         pixels = smooth_image(40, 52, channels, seed=4)
