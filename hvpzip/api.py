@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import DIRECT_TILE, MODES, REGION, Codec, Codelength
+from .codec import DIRECT_TILE, MODES, REGION, VIEW_FLIPS, Codec, Codelength
 from .container import FormatError, Header
 from .prior import MultiscalePrior, load_model as load_model_file
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "hvpzip-small"
+DEFAULT_VIEWS = 4  # flipped views the direct model averages unless told otherwise (codec.VIEW_FLIPS)
 
 
 class ModelMismatchError(FormatError):
@@ -91,15 +92,17 @@ class deterministic_coding:
         torch.use_deterministic_algorithms(self._det)
 
 
-def format_codec(prior: MultiscalePrior, steps: int, version: int) -> Codec:
+def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 1) -> Codec:
     """The codec as a format version lays out the payload: versions 1 and 2 cut T = 0 levels into
-    bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration."""
-    return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4)
+    bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration, 5 the view count."""
+    return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4, views=views)
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
-                 progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None) -> Compressed:
-    """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its codelength."""
+                 progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None,
+                 views: int = DEFAULT_VIEWS) -> Compressed:
+    """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its
+    codelength. `views` (1, 2 or 4) trades the direct model's network time for a smaller file."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise ValueError(f"only 8-bit images are supported (got dtype {pixels.dtype})")
@@ -114,19 +117,22 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     steps = model.default_steps if steps is None else steps
     if not 0 <= steps <= 255:
         raise ValueError("steps must be between 0 and 255")
+    if views not in VIEW_FLIPS:
+        raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}")
     with deterministic_coding():
-        words, codelength = format_codec(model.prior, steps, container.VERSION).encode(pixels, mode, progress)
+        words, codelength = format_codec(model.prior, steps, container.VERSION, views).encode(pixels, mode, progress)
     payload, method = container.words_to_bytes(words), container.METHOD_MODEL
     if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
         payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
     header = Header(pixels.shape[1], pixels.shape[0], mode, model.prior.config.map_name, steps, method, model.sha256,
-                    container.pixel_crc(pixels), model.name, dict(meta or {}))
+                    container.pixel_crc(pixels), model.name, dict(meta or {}), views)
     return Compressed(container.pack(header, payload), codelength, header)
 
 
-def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None) -> bytes:
+def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
+             views: int = DEFAULT_VIEWS) -> bytes:
     """Compress a uint8 array ((H, W) or (H, W, 1-4)) to .hvpz bytes."""
-    return encode_image(pixels, steps, model).data
+    return encode_image(pixels, steps, model, views=views).data
 
 
 def decompress(data: bytes, model: Model | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -148,10 +154,12 @@ def decompress_image(data: bytes, model: Model | None = None,
             f"but the loaded model is '{model.name}' ({model.sha256[:12]})")
     if header.map_name != model.prior.config.map_name:
         raise FormatError("file's map does not match the model")
+    if header.views not in VIEW_FLIPS:
+        raise FormatError(f"corrupt header (view count {header.views})")
     try:
         with deterministic_coding():
             region_side = REGION if header.version >= 2 else max(header.height, header.width)  # v1: one region
-            pixels = format_codec(model.prior, header.steps, header.version).decode(
+            pixels = format_codec(model.prior, header.steps, header.version, header.views).decode(
                 words, header.mode, header.height, header.width, progress, region_side)
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise

@@ -78,33 +78,34 @@ def reference_codecs() -> dict[str, Codec]:
     return codecs
 
 
-def hvpzip_codec(steps: int | None, model_path: Path | None = None
+def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None
                  ) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
     """hvpzip through its public API (the same path as the CLI); encode also returns neg-ELBO bits.
-    `model_path` None is the default model."""
-    from .api import decompress, encode_image, load_model
+    `model_path` None is the default model, `views` None the default view count."""
+    from .api import DEFAULT_VIEWS, decompress, encode_image, load_model
 
     model = load_model(model_path)
 
     def enc(a: np.ndarray) -> tuple[bytes, float]:
-        r = encode_image(a, steps, model)
+        r = encode_image(a, steps, model, views=views or DEFAULT_VIEWS)
         return r.data, r.neg_elbo_bits
 
     return enc, lambda b: decompress(b, model)
 
 
 def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None],
-                model_path: Path | None = None) -> list[Row]:
-    """Every codec on one image; each round trip verified bit-exact (a mismatch raises)."""
+                model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,)) -> list[Row]:
+    """Every codec on one image; each round trip verified bit-exact (a mismatch raises). hvpzip runs at
+    each step count and view count (None: the default; labelled with its count only when given)."""
     pixels = np.array(Image.open(path).convert("RGB"))
     h, w = pixels.shape[:2]
     refs = reference_codecs()
     rows = []
     for name in codec_names:
-        variants = ([(f"hvpzip-T{'default' if s is None else s}", s) for s in steps_list] if name == "hvpzip"
-                    else [(name, None)])
-        for label, steps in variants:
-            enc, dec = hvpzip_codec(steps, model_path) if name == "hvpzip" else refs[name]
+        variants = ([(f"hvpzip-T{'default' if s is None else s}" + (f"-v{v}" if v else ""), s, v)
+                     for s in steps_list for v in views_list] if name == "hvpzip" else [(name, None, None)])
+        for label, steps, views in variants:
+            enc, dec = hvpzip_codec(steps, model_path, views) if name == "hvpzip" else refs[name]
             t0 = time.perf_counter()
             out = enc(pixels)
             t1 = time.perf_counter()
@@ -121,7 +122,7 @@ def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None]
 
 def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | None], limit: int | None,
                   workers: int = 1, progress: Callable[[Row], None] | None = None,
-                  model_path: Path | None = None) -> list[Row]:
+                  model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,)) -> list[Row]:
     """`bench_image` over the first `limit` images of a folder, in `workers` processes."""
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
@@ -129,7 +130,8 @@ def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | N
     from tqdm import tqdm
 
     files = list_images(folder)[:limit]
-    job = partial(bench_image, codec_names=codec_names, steps_list=steps_list, model_path=model_path)
+    job = partial(bench_image, codec_names=codec_names, steps_list=steps_list, model_path=model_path,
+                  views_list=views_list)
     rows: list[Row] = []
     with tqdm(total=len(files), desc="images", unit="img", file=sys.stderr, disable=None) as bar:
         results = ProcessPoolExecutor(workers).map(job, files) if workers > 1 else map(job, files)

@@ -131,14 +131,17 @@ def _model(model_path: Path | None):
 @click.option("-o", "--output", "out", default=None, help="Output file ('-' for stdout); one input only.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
+@click.option("--views", type=click.Choice(["1", "2", "4"]), default=None,
+              help="Flipped views of each tile whose predictions the direct model averages: more views, "
+                   "smaller files, proportionally more time to compress and decompress [default: 4].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary line per input on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @model_option
-def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int | None, as_json: bool,
-             verbose: bool, quiet: bool, model_path: Path | None) -> None:
+def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int | None, views: str | None,
+             as_json: bool, verbose: bool, quiet: bool, model_path: Path | None) -> None:
     """Compress images (PNG or anything Pillow reads) to .hvpz files, losslessly."""
-    from .api import encode_image, mode_of, work_units
+    from .api import DEFAULT_VIEWS, encode_image, mode_of, work_units
     from .images import read_image
 
     _check_stdout(inputs, out, as_json)
@@ -154,13 +157,13 @@ def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int |
         h, w = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         with _progress_bar(work_units(h, w, mode_of(pixels)), quiet, name) as bar:
-            result = encode_image(pixels, steps, model, bar.update, source.meta)
+            result = encode_image(pixels, steps, model, bar.update, source.meta, int(views or DEFAULT_VIEWS))
         seconds = time.perf_counter() - start
         _write_output(target, result.data, force)
         record = {"input": name, "output": target, "width": w, "height": h, "channels": channels,
                   "bytes": len(result.data), "bpsp": 8 * len(result.data) / (w * h * channels),
                   "seconds": round(seconds, 3), "neg_elbo_bits": round(result.neg_elbo_bits, 1),
-                  "steps": result.header.steps}
+                  "steps": result.header.steps, "views": result.header.views}
         if verbose:
             click.echo(f"{name} -> {target}: {record['bytes']} bytes, {record['bpsp']:.3f} bpsp, "
                        f"neg-ELBO {record['neg_elbo_bits'] / (w * h * channels):.3f} bpsp, {seconds:.1f} s", err=True)
@@ -426,13 +429,15 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
               show_default=True, help="Comma-separated: hvpzip, png, webp, webp-max, jxl-e7, jxl-e9, jpeg2000, jpegls, qoi.")
 @click.option("--steps", "steps_text", default="default", show_default=True,
               help="hvpzip step counts to run, comma-separated (e.g. 0,4); 'default' is the model's.")
+@click.option("--views", "views_text", default=None,
+              help="hvpzip view counts to run, comma-separated (e.g. 1,4) [default: compress's default, unlabelled].")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Images in parallel (timings then share the CPU).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write results.json, results.csv, summary.md and plot.png here.")
 @model_option
-def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str, workers: int,
-          out_dir: Path | None, model_path: Path | None) -> None:
+def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, steps_text: str,
+          views_text: str | None, workers: int, out_dir: Path | None, model_path: Path | None) -> None:
     """Compare hvpzip with reference lossless codecs (every round trip verified bit-exact)."""
     from . import bench as harness
     from .datasets import find_dataset
@@ -446,13 +451,19 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
         steps_list = [None if s.strip() == "default" else int(s) for s in steps_text.split(",")]
     except ValueError:
         raise click.UsageError("--steps takes integers or 'default', comma-separated") from None
+    views_list: tuple[int | None, ...] = (None,)
+    if views_text is not None:
+        views = [v.strip() for v in views_text.split(",")]
+        if not all(v in ("1", "2", "4") for v in views):
+            raise click.UsageError("--views takes 1, 2 or 4, comma-separated")
+        views_list = tuple(int(v) for v in views)
     if model_path is not None and "hvpzip" in names:
         _model(model_path)  # a bad model file is a one-line error before any work
     try:
         folder = find_dataset(dataset, data_dir)
         rows = harness.run_benchmark(folder, names, steps_list, limit, workers, lambda r: click.echo(
             f"{r.image} {r.codec}: {r.bpsp:.4f} bpsp, {r.encode_s:.1f} + {r.decode_s:.1f} s", err=True),
-            model_path)
+            model_path, views_list)
     except (FileNotFoundError, RuntimeError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(harness.summarize(rows))

@@ -30,6 +30,12 @@ SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients u
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
 LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid within +-LATENT_LIMIT
 BANDS = 3  # detail bands per channel: LH, HL, HH
+# views -> the flips (axes of a (9, h, w) tile) whose direct-model predictions are averaged; on held-out
+# photos (benchmarks/direct_coding.py) more views cost proportionally more network time for a smaller file
+VIEW_FLIPS = {1: ((),), 2: ((), (1,)), 4: ((), (1,), (2,), (1, 2))}
+# sign each band's details take under a flip of rows (axis 1) or columns (axis 2): the difference
+# across the flipped direction changes sign (exactly for Haar's LH and HH, up to rounding for HL)
+BAND_FLIP_SIGNS = {1: np.array([-1.0, 1.0, -1.0]), 2: np.array([1.0, -1.0, -1.0])}
 Rect = tuple[int, int, int, int]
 Progress = Callable[[int], None]
 
@@ -153,6 +159,14 @@ def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: 
     return plans
 
 
+def view_signs(axes: tuple[int, ...]) -> np.ndarray:
+    """(9, 1, 1) sign each coefficient of a (9, h, w) tile takes when the tile is flipped along `axes`."""
+    signs = np.ones(BANDS)
+    for axis in axes:
+        signs = signs * BAND_FLIP_SIGNS[axis]
+    return np.tile(signs, 3)[:, None, None]
+
+
 def coefficient_bands(group: np.ndarray) -> np.ndarray:
     """Band (0 LH, 1 HL, 2 HH) of each coefficient a (9, h, w) mask selects, in the mask's order
     (coefficient index = channel * 3 + band)."""
@@ -224,15 +238,18 @@ class Codec:
 
     `direct_tile` is the tile side of levels coded at T = 0 (None: bits-back tiles, as format
     versions 1 and 2 coded them). `calibrated`: each level's directly coded context groups and bands
-    carry calibration indices the encoder chose (see `calibration`; format 4 on).
+    carry calibration indices the encoder chose (see `calibration`; format 4 on). `views`: a key of
+    VIEW_FLIPS, how many flipped copies of each tile the direct model's predictions average (format 5 on).
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
-                 calibrated: bool = True):
+                 calibrated: bool = True, views: int = 1):
+        if views not in VIEW_FLIPS:
+            raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}, not {views}")
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
         self.direct_tile = direct_tile if steps == 0 else None
-        self.calibrated = calibrated
+        self.calibrated, self.views = calibrated, views
         config = model.config
         self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
@@ -391,10 +408,19 @@ class Codec:
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
                         level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Laplace (mean, scale) of the direct model given the coefficients marked `known` (values y)."""
-        raw = raw_outputs(self.model, np.zeros(known.shape), coarse, band, chroma, level, DIRECT_GAMMA, known, y * known)
-        raw_mean, raw_ls, _ = np.split(raw, 3)
-        return schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
+        """Laplace (mean, scale) of the direct model given the coefficients marked `known` (values y):
+        with several views, the mean of the flipped tiles' means and the geometric mean of their scales."""
+        views = []
+        for axes in VIEW_FLIPS[self.views]:
+            signs = view_signs(axes)
+            raw = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
+                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(y * known, axes) * signs)
+            raw_mean, raw_ls, _ = np.split(raw, 3)
+            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
+            views.append((np.flip(mean, axes) * signs, np.flip(scale, axes)))
+        if len(views) == 1:
+            return views[0]
+        return np.mean([m for m, _ in views], axis=0), np.exp(np.mean([np.log(s) for _, s in views], axis=0))
 
     def _reverse(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int,
                  gamma_s: float, gamma_t: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,16 +1,17 @@
 """The .hvpz container: a fixed binary header, metadata, then the ANS payload (uint32 little-endian words).
 
-Layout of versions 2 to 4 (little-endian):
+Layout of versions 2 to 5 (little-endian):
   magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 metadata length M
   | M bytes of metadata | u32 CRC32 of everything from the header fields to here | payload | u32 CRC32 of the payload
 Header fields: u32 width, u32 height, u8 mode, u8 map, u8 steps, u8 method, 16 bytes model hash,
-u32 pixel CRC32, u8 model-id length + model id (utf-8).
+u32 pixel CRC32, u8 model-id length + model id (utf-8), and from version 5 on a u8 view count.
 Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what restores the source
 file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
 Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
 Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; versions 3 and 4 into plain tiles
 (codec.DIRECT_TILE). Version 4 adds each level's calibration indices of the directly coded groups
-(hvpzip.calibration; codec.Codec.calibrated).
+(hvpzip.calibration; codec.Codec.calibrated). Version 5 adds the view count: how many flipped copies
+of each tile the direct model's predictions average (codec.VIEW_FLIPS; 1 before version 5).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"HVPZ"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 META_TAGS = ("MODE", "PLTE", "TRNS", "ICCP", "EXIF")  # a tag this build does not know is refused, never dropped
 MODE_CODES = {"L": 0, "LA": 1, "RGB": 2, "RGBA": 3}
 MAP_CODES = {"haar": 0, "legall53": 1, "pyramid": 2}
@@ -50,6 +51,7 @@ class Header:
     pixel_crc: int
     model_id: str
     meta: dict[str, bytes] = field(default_factory=dict)
+    views: int = 1  # flipped views the direct model averages (codec.VIEW_FLIPS)
     version: int = VERSION
 
     def to_dict(self) -> dict:
@@ -63,7 +65,7 @@ def pack(header: Header, payload: bytes) -> bytes:
     model_id = header.model_id.encode()[:255]
     fields = _FIXED.pack(header.width, header.height, MODE_CODES[header.mode], MAP_CODES[header.map_name],
                          header.steps, header.method, bytes.fromhex(header.model_hash)[:16], header.pixel_crc)
-    fields += bytes([len(model_id)]) + model_id
+    fields += bytes([len(model_id)]) + model_id + bytes([header.views])
     meta = pack_meta(header.meta)
     checked = fields + struct.pack("<I", len(meta)) + meta
     return (MAGIC + bytes([VERSION, len(fields)]) + checked + struct.pack("<I", zlib.crc32(checked))
@@ -122,6 +124,11 @@ def unpack_header(data: bytes) -> tuple[Header, int]:
     width, height, mode, map_code, steps, method, model_hash, pixel_crc = _FIXED.unpack(fields[: _FIXED.size])
     id_len = fields[_FIXED.size]
     model_id = fields[_FIXED.size + 1 : _FIXED.size + 1 + id_len].decode("utf-8", errors="replace")
+    views = 1
+    if version >= 5:
+        if n < _FIXED.size + 2 + id_len:
+            raise FormatError("truncated file (header incomplete)")
+        views = fields[_FIXED.size + 1 + id_len]
     modes = {v: k for k, v in MODE_CODES.items()}
     map_names = {v: k for k, v in MAP_CODES.items()}
     if mode not in modes or map_code not in map_names or method > METHOD_STORED or width == 0 or height == 0:
@@ -129,7 +136,7 @@ def unpack_header(data: bytes) -> tuple[Header, int]:
     if width * height > MAX_PIXELS:
         raise FormatError(f"image dimensions {width}x{height} exceed the supported maximum")
     header = Header(width, height, modes[mode], map_names[map_code], steps, method, model_hash.hex(), pixel_crc, model_id,
-                    unpack_meta(meta_bytes), version)
+                    unpack_meta(meta_bytes), views, version)
     return header, end
 
 

@@ -80,6 +80,21 @@ def test_info_prints_header(rgb_png):
     assert info["width"] == 40 and info["height"] == 24 and info["mode"] == "RGB" and info["steps"] == 1
     assert info["model_hash"] == api.load_model().sha256[:32]
     assert "width" in run("info", str(rgb_png.with_suffix(".hvpz"))).stdout
+    assert info["views"] == api.DEFAULT_VIEWS and f"[default: {api.DEFAULT_VIEWS}]" in run("compress", "--help").stdout
+
+
+def test_views_option(rgb_png):
+    """--views picks how many flipped views the direct model averages; the header and --json say which."""
+    r = run("compress", str(rgb_png), "--steps", "0", "--views", "2", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["views"] == 2
+    assert json.loads(run("info", str(rgb_png.with_suffix(".hvpz")), "--json").stdout)["views"] == 2
+    back = run("decompress", str(rgb_png.with_suffix(".hvpz")), "-o", "-")
+    with Image.open(rgb_png) as a:
+        import io
+
+        assert np.array_equal(np.array(Image.open(io.BytesIO(back.stdout_bytes))), np.array(a))
+    r = run("compress", str(rgb_png), "-f", "--views", "3")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
 
 
 def test_existing_output_needs_force(rgb_png):

@@ -112,35 +112,75 @@ def test_large_images_are_coded_as_regions(model):
 
 
 def test_older_format_versions_still_decode(model, photo_crop):
-    """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0) and
-    3 (plain tiles, no calibration) stay readable; the version byte picks the layout, so a payload
-    under the wrong version fails the checks instead of giving a wrong image."""
+    """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0), 3
+    (plain tiles, no calibration) and 4 (one view, no view count in the header) stay readable; the
+    version byte picks the layout, so a payload under the wrong version fails the checks instead of
+    giving a wrong image."""
     import struct
     import zlib
 
-    from hvpzip.api import deterministic_coding, format_codec
+    from hvpzip.api import DEFAULT_VIEWS, deterministic_coding, format_codec
+
+    def build(version: int, fields: bytes, payload: bytes) -> bytes:
+        checked = fields + (struct.pack("<I", 0) if version >= 2 else b"")  # empty metadata block
+        return (b"HVPZ" + bytes([version, len(fields)]) + checked + struct.pack("<I", zlib.crc32(checked))
+                + payload + struct.pack("<I", zlib.crc32(payload)))
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
     header, payload = container.unpack(data)
-    assert header.version == container.VERSION == 4
+    assert header.version == container.VERSION == 5 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
+    fields = data[6 : 6 + data[5]]
+    assert build(5, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    old_fields = fields[:-1]  # before version 5 the header ended with the model id
     olds = {}
-    for version in (2, 3):
+    for version in (2, 3, 4):
         with deterministic_coding():  # as compress runs the network
             words, _ = format_codec(model.prior, 0, version).encode(photo_crop, "RGB")
-        old_payload = container.words_to_bytes(words)
-        assert old_payload != payload  # the layouts differ, so the version matters
-        olds[version] = data[: data.index(payload)] + old_payload + struct.pack("<I", zlib.crc32(old_payload))
-        labelled = olds[version][:4] + bytes([version]) + olds[version][5:]  # the version byte is outside the header CRC
-        assert np.array_equal(hvpzip.decompress(labelled, model=model), photo_crop)
+        olds[version] = container.words_to_bytes(words)
+        assert olds[version] != payload  # the layouts differ, so the version matters
+        assert np.array_equal(hvpzip.decompress(build(version, old_fields, olds[version]), model=model), photo_crop)
         with pytest.raises(container.FormatError):
-            hvpzip.decompress(olds[version], model=model)  # read as version 4
-    fields = data[6 : 6 + data[5]]
-    v2_payload = container.unpack(olds[2])[1]
-    v1 = (b"HVPZ" + bytes([1, len(fields)]) + fields + struct.pack("<I", zlib.crc32(fields))
-          + v2_payload + struct.pack("<I", zlib.crc32(v2_payload)))
+            hvpzip.decompress(build(5, fields, olds[version]), model=model)  # read as version 5
+    with pytest.raises(container.FormatError):
+        hvpzip.decompress(build(4, old_fields, payload), model=model)  # 4 views read as one
+    v1 = build(1, old_fields, olds[2])
     header, _ = container.unpack(v1)
-    assert header.version == 1 and header.meta == {}
+    assert header.version == 1 and header.meta == {} and header.views == 1
     assert np.array_equal(hvpzip.decompress(v1, model=model), photo_crop)
+
+
+@pytest.mark.parametrize("views", [2, 4])
+def test_flipped_views_code_exactly_and_save_bits_on_a_photo(model, photo_crop, views):
+    """With 2 or 4 views the direct model averages the predictions of flipped copies of each tile:
+    still bit-exact (colour, grey, T = 0 and the direct seed tiles of T = 4), recorded in the header,
+    and on a real photo crop cheaper than one view; an unknown view count is a clear error."""
+    from hvpzip.api import encode_image
+
+    for pixels, steps in ((photo_crop, 0), (smooth_image(37, 29, 1, seed=2), 0), (smooth_image(30, 41, 3, seed=3), 4)):
+        data = hvpzip.compress(pixels, steps=steps, model=model, views=views)
+        assert container.unpack(data)[0].views == views
+        assert np.array_equal(hvpzip.decompress(data, model=model), pixels)
+    one, more = (encode_image(photo_crop, 0, model, views=v).codelength.total for v in (1, views))
+    assert more < 0.998 * one
+    with pytest.raises(ValueError, match="views"):
+        hvpzip.compress(photo_crop, model=model, views=3)
+
+
+def test_band_signs_under_flips_match_the_haar_map():
+    """The signs the views apply: flipping a plane flips its Haar details, negating the bands that
+    difference across the flipped direction (exactly, except HL under a column flip: up to rounding)."""
+    rng = np.random.default_rng(1)
+    plane = rng.integers(0, 256, (3, 20, 24)).astype(np.int64)
+    details = maps.decompose(plane, "haar", 1).details[0].reshape(9, 10, 12)
+    for axis in (1, 2):
+        flipped = np.flip(maps.decompose(np.flip(plane, axis).copy(), "haar", 1).details[0].reshape(9, 10, 12), axis)
+        expected = details * codec.view_signs((axis,))
+        for band in range(3):
+            got, want = flipped[band::3], expected[band::3]
+            if axis == 2 and band == 1:  # HL: -d up to the lifting's rounding, far from +d
+                assert np.abs(got - want).max() <= 1 and np.abs(got - details[band::3]).max() > 100
+            else:
+                assert np.array_equal(got, want)
 
 
 def test_direct_levels_are_cut_into_plain_large_tiles():
