@@ -143,6 +143,10 @@ def test_older_format_versions_still_decode(model, photo_crop):
             hvpzip.decompress(build(5, fields, olds[version]), model=model)  # read as version 5
     with pytest.raises(container.FormatError):
         hvpzip.decompress(build(4, old_fields, payload), model=model)  # 4 views read as one
+    with pytest.raises(container.FormatError, match="header incomplete"):
+        hvpzip.decompress(build(5, old_fields, payload), model=model)  # version 5 without its view count
+    with pytest.raises(container.FormatError, match="view count 3"):
+        hvpzip.decompress(build(5, old_fields + bytes([3]), payload), model=model)
     v1 = build(1, old_fields, olds[2])
     header, _ = container.unpack(v1)
     assert header.version == 1 and header.meta == {} and header.views == 1
