@@ -133,7 +133,7 @@ def _model(model_path: Path | None):
 @click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
 @click.option("--views", type=click.Choice(["1", "2", "4"]), default=None,
               help="Flipped views of each tile whose predictions the direct model averages: more views, "
-                   "smaller files, proportionally more time to compress and decompress [default: 4].")
+                   "smaller files, proportionally more time to compress and decompress [default: 2].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary line per input on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
