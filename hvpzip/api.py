@@ -118,8 +118,6 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     steps = model.default_steps if steps is None else steps
     if not 0 <= steps <= 255:
         raise ValueError("steps must be between 0 and 255")
-    if views not in VIEW_FLIPS:
-        raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}")
     with deterministic_coding():
         words, codelength = format_codec(model.prior, steps, container.VERSION, views).encode(pixels, mode, progress)
     payload, method = container.words_to_bytes(words), container.METHOD_MODEL

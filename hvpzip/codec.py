@@ -418,7 +418,7 @@ class Codec:
             raw_mean, raw_ls, _ = np.split(raw, 3)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
             views.append((np.flip(mean, axes) * signs, np.flip(scale, axes)))
-        if len(views) == 1:
+        if len(views) == 1:  # as it was before views: exp(log(scale)) need not give scale back bit for bit
             return views[0]
         return np.mean([m for m, _ in views], axis=0), np.exp(np.mean([np.log(s) for _, s in views], axis=0))
 
