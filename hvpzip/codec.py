@@ -410,11 +410,11 @@ class Codec:
                         level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Laplace (mean, scale) of the direct model given the coefficients marked `known` (values y):
         with several views, the mean of the flipped tiles' means and the geometric mean of their scales."""
-        views = []
+        views, known_y = [], y * known
         for axes in VIEW_FLIPS[self.views]:
             signs = view_signs(axes)
             raw = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
-                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(y * known, axes) * signs)
+                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs)
             raw_mean, raw_ls, _ = np.split(raw, 3)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
             views.append((np.flip(mean, axes) * signs, np.flip(scale, axes)))

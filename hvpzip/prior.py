@@ -32,12 +32,12 @@ CONTEXT_INPUTS = 2 * COEFS  # known coefficient values and their mask (direct mo
 CONTEXT_LAYOUTS = {4: (((0,), (1, 2)), 2), 6: (((0,), (1,), (2,)), 2), 9: (((0,), (1,), (2,)), 3)}
 
 
-def spatial_phases(count: int, yy: np.ndarray, xx: np.ndarray) -> list[np.ndarray]:
+def spatial_phases(phases: int, yy: np.ndarray, xx: np.ndarray) -> list[np.ndarray]:
     """The positions of a channel set coded in turn: 2 phases are the checkerboard anchors then the
     rest; 3 phases split the anchors into even and odd rows, so the odd ones see their diagonal
     neighbours (the rest then sees all four direct neighbours, as with 2)."""
     anchor = (yy + xx) % 2 == 0
-    if count == 2:
+    if phases == 2:
         return [anchor, ~anchor]
     return [anchor & (yy % 2 == 0), anchor & (yy % 2 == 1), ~anchor]
 
