@@ -22,6 +22,7 @@ import hvpzip
 from hvpzip import schedule
 from hvpzip.api import DEFAULT_VIEWS, deterministic_coding
 from hvpzip.codec import Codec
+from hvpzip.coder import AnsStack
 
 OUTLIER_STDS = 8.0  # a Gaussian sample this far out has probability ~1e-15
 
@@ -29,25 +30,26 @@ OUTLIER_STDS = 8.0  # a Gaussian sample this far out has probability ~1e-15
 class OutlierCountingCodec(Codec):
     """The shipped format's coder, counting each chain tile's outlying latents and KL bits as it encodes."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.tiles: list[dict] = []
-        self._y: np.ndarray | None = None
+    def __init__(self, prior: hvpzip.prior.MultiscalePrior, steps: int, views: int):
+        super().__init__(prior, steps, views=views)
+        self.tiles: list[dict] = []  # one record per chain tile, in coding order
 
-    def encode_chain_tile(self, stack, details, coarse, mask, chroma, level, steps):
-        c = self._level_constants(level, steps)[0]
-        self._y, self._mask, self._outliers, self._max_z = details / c, mask, 0, 0.0
+    def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
+                          chroma: float, level: int, steps: int) -> dict[str, float]:
+        y = details / self._level_constants(level, steps)[0]
+        self.tiles.append({"level": level, "outliers": 0, "max_abs_z": 0.0, "max_abs_y": float(np.abs(y[mask]).max()),
+                           "kl_bits": 0.0})
+        self._y, self._mask = y, mask
         bits = super().encode_chain_tile(stack, details, coarse, mask, chroma, level, steps)
-        kl = sum(v for k, v in bits.items() if k.startswith("kl_"))
-        self.tiles.append({"level": level, "outliers": self._outliers, "max_abs_z": self._max_z,
-                           "max_abs_y": float(np.abs(self._y[mask]).max()), "kl_bits": kl})
+        self.tiles[-1]["kl_bits"] = sum(v for k, v in bits.items() if k.startswith("kl_"))
         return bits
 
-    def _net(self, z, coarse, band, chroma, level, gamma):
+    def _net(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int, gamma: float):
+        """Every latent the chain feeds the network passes here first (z_1 for the decoder, z_t for p(z_{t-1} | z_t))."""
         alpha, sigma = schedule.alpha_sigma(gamma, np)
-        deviation = np.abs(z - alpha * self._y)[self._mask] / sigma
-        self._outliers += int((deviation > OUTLIER_STDS).sum())
-        self._max_z = max(self._max_z, float(np.abs(z).max()))
+        tile = self.tiles[-1]
+        tile["outliers"] += int((np.abs(z - alpha * self._y)[self._mask] > OUTLIER_STDS * sigma).sum())
+        tile["max_abs_z"] = max(tile["max_abs_z"], float(np.abs(z).max()))
         return super()._net(z, coarse, band, chroma, level, gamma)
 
 
