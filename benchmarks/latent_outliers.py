@@ -68,14 +68,14 @@ def main() -> None:
         with deterministic_coding():
             _, bits = codec.encode(pixels, "RGB")
         hit = [t for t in codec.tiles if t["outliers"]]
-        row = {"image": path.name, "steps": args.steps, "file_bpsp": bits.total / pixels.size,
+        row = {"image": path.name, "steps": args.steps, "coded_bpsp": bits.total / pixels.size,
                "analytic_bpsp": bits.analytic / pixels.size, "chain_tiles": len(codec.tiles),
                "tiles_with_outliers": len(hit), "outlying_latents": sum(t["outliers"] for t in hit),
                "kl_bpsp_tiles_with_outliers": sum(t["kl_bits"] for t in hit) / pixels.size,
                "kl_bpsp_other_tiles": sum(t["kl_bits"] for t in codec.tiles if not t["outliers"]) / pixels.size,
                "worst_tiles": sorted(hit, key=lambda t: -t["kl_bits"])[:3]}
         rows.append(row)
-        print(f"{path.name}: coded {row['file_bpsp']:.4f} bpsp, analytic {row['analytic_bpsp']:.4f}; "
+        print(f"{path.name}: coded {row['coded_bpsp']:.4f} bpsp, analytic {row['analytic_bpsp']:.4f}; "
               f"{row['outlying_latents']} latents beyond {OUTLIER_STDS:g} stds in {len(hit)} of {len(codec.tiles)} "
               f"chain tiles, whose KL is {row['kl_bpsp_tiles_with_outliers']:.4f} bpsp "
               f"(other tiles {row['kl_bpsp_other_tiles']:.4f})", flush=True)
