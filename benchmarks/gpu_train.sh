@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
-# Prepared device-tool run for a lent GPU (the device tool's `run`, from the repo root):
-#   bash benchmarks/gpu_train.sh [MINUTES]
-# Resumes runs/gpu (carry it: carry=["runs/gpu"]) or starts it, trains on CUDA for MINUTES (default 8),
-# and puts model.pt, model_card.json, log.jsonl and checkpoint.pt under $OUT to bring back.
-# The device image's own python3/torch are used; the training data travels as a copy under shared/
-# (copy ../shared/datasets/train into an ignored folder named in carry, or point DATA at it).
-# INIT=models/hvpzip-small.pt starts a new run from the shipped weights (the context architecture);
-# BLOCKS (default 6) above the source's adds residual blocks that start as the identity.
-# The recipe is the shipped model's last run: 9 context groups, direct term sampled 3/4 of the time,
-# cosine learning-rate decay to 5e-5 at ITERS (default 4000); DEVICE (default cuda) lets the script be
-# tried on a CPU.
+# Prepared device-tool runs for a lent GPU (the device tool's `run`, from the repo root).
+# The training photos travel packed, one part per call, since a call carries at most 64 MiB:
+#   python benchmarks/pack_training_data.py ../shared/datasets/train .gpudata --keep models/MODEL_CARD.json --parts 3
+# (.gpudata and .whl, the pywavelets and constriction wheels for the device's Python 3.12, ignored in
+# .git/info/exclude). Each call merges the parts it carries into $DATA, which a warm machine keeps:
+#   STAGE=smoke bash benchmarks/gpu_train.sh   carry [".gpudata/part1", ".whl"]: a 1-minute timing run
+#   STAGE=stage bash benchmarks/gpu_train.sh   carry [".gpudata/part2"]
+#   ITERS=N bash benchmarks/gpu_train.sh MINUTES   carry [".gpudata/part3"]: trains into $OUT/gpu
+# The run starts from INIT (default the shipped model) grown to BLOCKS (default 8; added blocks start as
+# the identity), with the shipped model's recipe (9 context groups, direct term 3/4 of the time, cosine
+# decay to 2e-5 at ITERS) at BATCH 128 crops of 128 px prepared by WORKERS processes; DEVICE (default
+# cuda) lets the script be tried on a CPU.
 set -euo pipefail
 MINUTES=${1:-8}
-DATA=${DATA:-shared/datasets/train}
+STAGE=${STAGE:-train}
+DATA=${DATA:-/tmp/hvpzip-train}
 OUT=${OUT:-/tmp/hvpzip-out}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-python3 -m pip install -q --no-deps --no-index pywavelets constriction 2>/dev/null || true
-python3 -m hvpzip train --data "$DATA" --out runs/gpu --device "${DEVICE:-cuda}" --batch 64 --crop 128 \
-    --width 48 --blocks "${BLOCKS:-6}" --steps 4 --seed 0 --context-groups 9 ${INIT:+--init-from "$INIT"} \
-    --minutes "$MINUTES" \
-    --direct-share 0.75 --lr 0.001 --lr-final 0.00005 --iters "${ITERS:-4000}" --eval-every 500 2>&1 | tail -n 40
-cp runs/gpu/model.pt runs/gpu/model_card.json runs/gpu/log.jsonl runs/gpu/checkpoint.pt "$OUT"/
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:/tmp/site
+mkdir -p "$DATA"
+for part in .gpudata/part*; do
+    if [ -d "$part" ]; then cp -r "$part"/. "$DATA"/; fi
+done
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+echo "$(find "$DATA" -type f | wc -l) training files in $DATA"
+python3 -c "import torch, pywt, constriction; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+if [ "$STAGE" = stage ]; then exit 0; fi
+RUN=$OUT/gpu
+if [ "$STAGE" = smoke ]; then RUN=/tmp/hvpzip-smoke; MINUTES=1; rm -rf "$RUN"; fi
+python3 -m hvpzip train --data "$DATA" --out "$RUN" --device "${DEVICE:-cuda}" --batch "${BATCH:-128}" --crop 128 \
+    --blocks "${BLOCKS:-8}" --steps 4 --seed 0 --context-groups 9 --init-from "${INIT:-models/hvpzip-small.pt}" \
+    --minutes "$MINUTES" --workers "${WORKERS:-12}" --direct-share 0.75 --lr "${LR:-0.0006}" --lr-final 0.00002 \
+    --iters "${ITERS:-4000}" --eval-every "${EVAL_EVERY:-500}" 2>&1 | grep -v '"loss_bpsp"' || true
+python3 - "$RUN/log.jsonl" <<'PY'
+import json, sys
+log = [json.loads(line) for line in open(sys.argv[1])]
+(a, b) = (log[min(19, len(log) - 1)], log[-1])
+print(f"{b['iteration']} iterations in {b['seconds']:.0f} s; "
+      f"{(b['iteration'] - a['iteration']) / max(1e-9, b['seconds'] - a['seconds']):.2f} it/s after the first 20")
+print([{k: round(v, 4) for k, v in r.items()} for r in log if "val_direct_bpsp" in r])
+PY

@@ -404,9 +404,12 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
               help="How often the direct (T=0) term is trained [default: 1/(T+1), like every other term].")
 @click.option("--lr-final", type=click.FloatRange(0.0), default=None,
               help="Cosine-decay the learning rate to this value at --iters [default: constant].")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Processes preparing training crops (0: the training process; more keeps a GPU fed).")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int | None, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
-          context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None) -> None:
+          context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None,
+          workers: int) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
     from .train import TrainingSetupError, train as run_training
 
@@ -415,7 +418,8 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
                             seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
                             eval_every=eval_every, device_name=device, context=context,
                             context_groups=int(context_groups) if context_groups else None, init_from=init_from,
-                            direct_share=direct_share, lr_final=lr_final, log=lambda s: click.echo(s, err=True))
+                            direct_share=direct_share, lr_final=lr_final, workers=workers,
+                            log=lambda s: click.echo(s, err=True))
     except TrainingSetupError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"model written to {path}")

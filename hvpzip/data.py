@@ -86,6 +86,10 @@ class CropSampler:
         if not self.images:
             raise ValueError(f"no training image is at least {crop} px on each side")
         self.crop, self.gray_prob = crop, gray_prob
+        self.reseed(seed)
+
+    def reseed(self, seed: int | list[int]) -> None:
+        """Restart the crop stream from `seed` (a list seeds one stream per data-loading worker)."""
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[np.ndarray, float]:

@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,6 +21,36 @@ DEFAULT_BLOCKS = 6  # residual blocks of a new run's denoiser
 
 class TrainingSetupError(ValueError):
     """A run cannot start as asked (a foreign --init-from file, an architecture it cannot grow into)."""
+
+
+class CropBatchStream(torch.utils.data.IterableDataset):
+    """Endless training batches (levels, tops, chroma) of random crops; each data-loading worker
+    draws its own stream, seeded by (seed, worker id), so a run is reproducible for a given --workers."""
+
+    def __init__(self, sampler: data.CropSampler, batch: int, map_name: str, seed: int):
+        self.sampler, self.batch, self.map_name, self.seed = sampler, batch, map_name, seed
+
+    def __iter__(self) -> Iterator[tuple[list[data.LevelBatch], np.ndarray, np.ndarray]]:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            self.sampler.reseed([self.seed, worker.id])
+        while True:
+            yield data.batch_levels([self.sampler.sample() for _ in range(self.batch)], self.map_name)
+
+
+def training_batches(sampler: data.CropSampler, batch: int, map_name: str, seed: int,
+                     workers: int) -> Iterator[tuple[list[data.LevelBatch], np.ndarray, np.ndarray]]:
+    """Batches prepared in this process (workers = 0) or in `workers` processes, which keeps a GPU fed."""
+    stream = CropBatchStream(sampler, batch, map_name, seed)
+    if workers == 0:
+        return iter(stream)
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=as_prepared,
+                                            prefetch_factor=4))
+
+
+def as_prepared(item: tuple) -> tuple:
+    """DataLoader's collate step, left out: batches arrive as the numpy arrays the workers built."""
+    return item
 
 
 def level_tensors(lv: data.LevelBatch, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -94,7 +124,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
           blocks: int | None = None, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
           context: bool = False, context_groups: int | None = None, init_from: Path | None = None,
-          direct_share: float | None = None, lr_final: float | None = None, log: Callable[[str], None] = print) -> Path:
+          direct_share: float | None = None, lr_final: float | None = None, workers: int = 0,
+          log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
     `init_from` starts a new run from a model file's weights and architecture (plus `context` and
@@ -104,8 +135,10 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     `direct_share` is how often the direct (T = 0) term is sampled; every term is weighted by one over
     its probability, so the loss stays an unbiased estimate of direct NLL + T-step negative ELBO.
     `lr_final` turns on cosine decay of the learning rate to that value at `max_iters`.
+    `workers` data-loading processes prepare the crops (0: this process, as on a 2-core CPU).
     """
     device = torch.device(device_name)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # each level's shapes repeat every iteration
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = data.list_images(data_dir)
@@ -156,6 +189,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         opt.load_state_dict(ckpt["opt"])
         iteration = ckpt["iteration"]
     sampler = data.CropSampler(train_files, crop, seed + iteration)
+    batches = training_batches(sampler, batch, config.map_name, seed + iteration, workers)
     val_samples = [data.crop_to_planes(data.center_crop(data.load_rgb(p), 256, axes=(1, 2)), False) for p in val_files]
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
     command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
@@ -163,7 +197,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
                + f" --context-groups {config.context_groups}" * config.context
                + (f" --init-from {init_from}" if init_from else "")
                + (f" --direct-share {direct_share}" if direct_share is not None else "")
-               + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else ""))
+               + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else "")
+               + (f" --workers {workers}" if workers else ""))
     manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
                 "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
@@ -177,8 +212,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
     with (out_dir / "log.jsonl").open("a") as logf:
         while iteration < max_iters and (time.time() - start) / 60 < max_minutes:
-            samples = [sampler.sample() for _ in range(batch)]
-            levels, tops, chroma = data.batch_levels(samples, config.map_name)
+            levels, tops, chroma = next(batches)
             gen = lambda j: torch.multinomial(term_probs, batch, replacement=True)
             terms = batch_terms(model, levels, tops, chroma, T, gen, device, term_weight=lambda t: 1.0 / term_probs[t])
             bits = terms["top"] + terms["term"] + terms["prior"]  # unbiased: direct NLL + T-step NELBO
