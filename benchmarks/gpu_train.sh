@@ -32,7 +32,7 @@ if [ "$STAGE" = smoke ]; then RUN=/tmp/hvpzip-smoke; MINUTES=1; rm -rf "$RUN"; f
 python3 -m hvpzip train --data "$DATA" --out "$RUN" --device "${DEVICE:-cuda}" --batch "${BATCH:-128}" --crop 128 \
     --blocks "${BLOCKS:-8}" --steps 4 --seed 0 --context-groups 9 --init-from "${INIT:-models/hvpzip-small.pt}" \
     --minutes "$MINUTES" --workers "${WORKERS:-12}" --direct-share 0.75 --lr "${LR:-0.0006}" --lr-final 0.00002 \
-    --iters "${ITERS:-4000}" --eval-every "${EVAL_EVERY:-500}" 2>&1 | grep -v '"loss_bpsp"' || true
+    --iters "${ITERS:-4000}" --eval-every "${EVAL_EVERY:-500}" 2>&1 | { grep -v '"loss_bpsp"' || true; }
 python3 - "$RUN/log.jsonl" <<'PY'
 import json, sys
 log = [json.loads(line) for line in open(sys.argv[1])]

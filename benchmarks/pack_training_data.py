@@ -2,7 +2,7 @@
 
     python benchmarks/pack_training_data.py ../shared/datasets/train .gpudata --keep models/MODEL_CARD.json --parts 3
 
-Each training photo is re-encoded as lossless WebP (pixel-identical RGB, checked here; about 0.7x the PNG
+Each training photo is re-encoded as lossless WebP (pixel-identical RGB, checked here; about 0.75x the PNG
 bytes) under the same relative path with a .webp suffix. The photos a model card holds out (`val_files`)
 are copied unchanged, so `hvpzip train --init-from` finds its source's validation split by name. The
 files are spread over PARTS folders (DST/part1, ...) of about equal size, one per device call, to be
@@ -56,7 +56,8 @@ def main() -> None:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
-        [f.result() for f in futures]
+        for future in futures:
+            future.result()
     for part in sorted(args.dst.iterdir()):
         size = sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
         print(f"{part}: {sum(1 for p in part.rglob('*') if p.is_file())} files, {size / 2**20:.1f} MiB")
