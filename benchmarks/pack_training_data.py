@@ -22,14 +22,13 @@ from PIL import Image
 from hvpzip.data import list_images, load_rgb
 
 
-def webp_copy(source: Path, target: Path) -> int:
-    """Write `source` as lossless WebP at `target` and return its size; fails if the pixels differ."""
+def webp_copy(source: Path, target: Path) -> None:
+    """Write `source` as lossless WebP at `target`; fails if the pixels differ."""
     target.parent.mkdir(parents=True, exist_ok=True)
     pixels = load_rgb(source)
     Image.fromarray(pixels.transpose(1, 2, 0)).save(target, "WEBP", lossless=True, quality=100, method=4)
     if not np.array_equal(load_rgb(target), pixels):
         raise RuntimeError(f"{target} does not decode to the pixels of {source}")
-    return target.stat().st_size
 
 
 def main() -> None:
@@ -59,8 +58,8 @@ def main() -> None:
         for future in futures:
             future.result()
     for part in sorted(args.dst.iterdir()):
-        size = sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
-        print(f"{part}: {sum(1 for p in part.rglob('*') if p.is_file())} files, {size / 2**20:.1f} MiB")
+        packed = [p for p in part.rglob("*") if p.is_file()]
+        print(f"{part}: {len(packed)} files, {sum(p.stat().st_size for p in packed) / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":
