@@ -1,10 +1,11 @@
 """T = 0 coding layout: rate and time of direct coding with plain tiles of several sides, with and
-without per-image calibration, with 1, 2 or 4 flipped views, against the growing bits-back tiles
-that format versions 1 and 2 used at T = 0 (`codec.DIRECT_TILE`, format 4's calibration and format
-5's default view count are chosen here).
+without per-image calibration, with 1, 2 or 4 flipped views, with the calibrated coefficients
+under the plain Laplace or the calibrated Laplace/logistic mixture, against the growing bits-back
+tiles that format versions 1 and 2 used at T = 0 (`codec.DIRECT_TILE`, format 4's calibration,
+format 5's default view count and format 6's shapes are chosen here).
 
     python benchmarks/direct_coding.py FOLDER [--sides 0,64,128,256,512] [--calibration off,on]
-                                       [--views 1,2,4] [--model FILE] [--out results.json]
+                                       [--views 1,2,4] [--shapes off,on] [--model FILE] [--out results.json]
 
 Run it on held-out training photos (the model card's `val_files`), not on Kodak, so the choice
 stays out of the evaluation set. Reports each image's and the mean bpsp (the model's codelength,
@@ -27,11 +28,12 @@ from hvpzip.codec import Codec
 
 
 def direct_codelength(prior: hvpzip.prior.MultiscalePrior, pixels: np.ndarray, tile: int | None,
-                      calibrated: bool, views: int) -> tuple[float, float]:
+                      calibrated: bool, views: int, shaped: bool) -> tuple[float, float]:
     """(bpsp, encode seconds) of `pixels` at T = 0 with plain tiles of side `tile` (None: bits-back tiles)."""
     start = time.perf_counter()
     with deterministic_coding():
-        _, bits = Codec(prior, 0, direct_tile=tile, calibrated=calibrated, views=views).encode(pixels, "RGB")
+        codec = Codec(prior, 0, direct_tile=tile, calibrated=calibrated, views=views, shaped=shaped)
+        _, bits = codec.encode(pixels, "RGB")
     return bits.analytic / pixels.size, time.perf_counter() - start
 
 
@@ -41,27 +43,30 @@ def main() -> None:
     parser.add_argument("--sides", default="0,64,128,256,512", help="plain tile sides; 0 = format 2's bits-back tiles")
     parser.add_argument("--calibration", default="off", help="off, on or off,on")
     parser.add_argument("--views", default="1", help="view counts, e.g. 1,2,4")
+    parser.add_argument("--shapes", default="off", help="calibrated mixture shapes (format 6): off, on or off,on")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     prior = hvpzip.load_model(args.model).prior
     layouts = [int(s) or None for s in args.sides.split(",")]
-    variants = list(product(layouts, [{"off": False, "on": True}[c] for c in args.calibration.split(",")],
-                            [int(v) for v in args.views.split(",")]))
+    switch = {"off": False, "on": True}
+    variants = list(product(layouts, [switch[c] for c in args.calibration.split(",")],
+                            [int(v) for v in args.views.split(",")], [switch[c] for c in args.shapes.split(",")]))
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     rows = []
     for path in files:
         pixels = np.asarray(Image.open(path).convert("RGB"))
-        for tile, calibrated, views in variants:
-            bpsp, seconds = direct_codelength(prior, pixels, tile, calibrated, views)
-            rows.append({"image": path.name, "tile": tile, "calibrated": calibrated, "views": views, "bpsp": bpsp,
-                         "encode_s": seconds})
-            print(f"{path.name} tile {tile or 'bits-back'} calibration {'on' if calibrated else 'off'} views {views}: "
-                  f"{bpsp:.4f} bpsp, {seconds:.1f} s", flush=True)
-    print("| T=0 tiles | calibration | views | mean bpsp | mean encode s |\n|---|---|---|---|---|")
-    for tile, calibrated, views in variants:
-        mine = [r for r in rows if (r["tile"], r["calibrated"], r["views"]) == (tile, calibrated, views)]
-        print(f"| {tile or 'bits-back (format 2)'} | {'on' if calibrated else 'off'} | {views} "
+        for tile, calibrated, views, shaped in variants:
+            bpsp, seconds = direct_codelength(prior, pixels, tile, calibrated, views, shaped)
+            rows.append({"image": path.name, "tile": tile, "calibrated": calibrated, "views": views,
+                         "shaped": shaped, "bpsp": bpsp, "encode_s": seconds})
+            print(f"{path.name} tile {tile or 'bits-back'} calibration {'on' if calibrated else 'off'} views {views} "
+                  f"shapes {'on' if shaped else 'off'}: {bpsp:.4f} bpsp, {seconds:.1f} s", flush=True)
+    print("| T=0 tiles | calibration | views | shapes | mean bpsp | mean encode s |\n|---|---|---|---|---|---|")
+    for variant in variants:
+        tile, calibrated, views, shaped = variant
+        mine = [r for r in rows if (r["tile"], r["calibrated"], r["views"], r["shaped"]) == variant]
+        print(f"| {tile or 'bits-back (format 2)'} | {'on' if calibrated else 'off'} | {views} | {'on' if shaped else 'off'} "
               f"| {np.mean([r['bpsp'] for r in mine]):.4f} | {np.mean([r['encode_s'] for r in mine]):.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

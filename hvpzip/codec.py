@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import calibration, maps, schedule
-from .calibration import MEAN_FACTORS, MULTIPLIERS, SCALE_BUCKETS, laplace_bits
+from .calibration import MEAN_FACTORS, MEAN_INDEX, MULTIPLIERS, SCALE_BUCKETS, SHAPE_INDEX, SHAPE_WEIGHTS, laplace_bits
 from .coder import AnsStack
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
@@ -240,16 +240,18 @@ class Codec:
     versions 1 and 2 coded them). `calibrated`: each level's directly coded context groups and bands
     carry calibration indices the encoder chose (see `calibration`; format 4 on). `views`: a key of
     VIEW_FLIPS, how many flipped copies of each tile the direct model's predictions average (format 5 on).
+    `shaped`: calibrated direct coefficients are coded under the Laplace/logistic mixture whose
+    shape each key's calibration picks (format 6 on), not under the plain Laplace.
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
-                 calibrated: bool = True, views: int = 1):
+                 calibrated: bool = True, views: int = 1, shaped: bool = True):
         if views not in VIEW_FLIPS:
             raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}, not {views}")
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
         self.direct_tile = direct_tile if steps == 0 else None
-        self.calibrated, self.views = calibrated, views
+        self.calibrated, self.views, self.shaped = calibrated, views, shaped and calibrated
         config = model.config
         self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
@@ -288,9 +290,17 @@ class Codec:
                            calibrated: np.ndarray) -> dict[str, float]:
         """Code a tile's `direct_groups` as the level's (groups, 3, PARAMS) calibration indices adjust
         them; groups go last-first so the decoder pops them in order. Returns bits per term."""
-        return {"decoder": sum(self._push_laplace(stack, g.symbols,
-                                                  *calibration.apply(calibrated[g.index][g.bands], g.mean, g.scale))
-                               for g in reversed(groups))}
+        bits = 0.0
+        for g in reversed(groups):
+            indices = calibrated[g.index][g.bands]
+            mean, scale = calibration.apply(indices, g.mean, g.scale)
+            if self.shaped:
+                weight = calibration.laplace_weights(indices)
+                stack.push_mixture(g.symbols, mean, scale, weight, -VALUE_LIMIT, VALUE_LIMIT)
+                bits += float(calibration.coded_bits(g.symbols, mean, scale, weight))
+            else:
+                bits += self._push_laplace(stack, g.symbols, mean, scale)
+        return {"decoder": bits}
 
     def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
                           chroma: float, level: int, steps: int) -> dict[str, float]:
@@ -331,8 +341,13 @@ class Codec:
         known = np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-            mean, scale = calibration.apply(calibrated[index][coefficient_bands(group)], mean[group], scale[group])
-            details[group] = stack.pop("laplace", mean, scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
+            indices = calibrated[index][coefficient_bands(group)]
+            mean, scale = calibration.apply(indices, mean[group], scale[group])
+            if self.shaped:
+                details[group] = stack.pop_mixture(mean, scale, calibration.laplace_weights(indices), -VALUE_LIMIT,
+                                                   VALUE_LIMIT)
+            else:
+                details[group] = stack.pop("laplace", mean, scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
             known |= group
         return details
 
@@ -371,7 +386,7 @@ class Codec:
     def choose_calibration(self, tiles: list[list[DirectGroup]]) -> np.ndarray:
         """(groups, 3, PARAMS) calibration indices for each context group and band of a level, from its
         directly coded tiles' `direct_groups`; neutral when uncalibrated."""
-        choice = calibration.neutral((self.group_count, BANDS))
+        choice = calibration.neutral((self.group_count, BANDS), self.shaped)
         if not self.calibrated:
             return choice
         for index in range(self.group_count):
@@ -381,29 +396,33 @@ class Codec:
             symbols, mean, scale, bands = (np.concatenate(parts) for parts in zip(*picked))
             for band in range(BANDS):
                 chosen = bands == band
-                choice[index, band] = calibration.choose(symbols[chosen], mean[chosen], scale[chosen])
+                choice[index, band] = calibration.choose(symbols[chosen], mean[chosen], scale[chosen], self.shaped)
         return choice
 
     def push_calibration(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
-        """Push a level's calibration: the indices of its calibrated keys, then a flag per key (each
-        coded uniformly; nothing when uncalibrated). Returns bits per term."""
+        """Push a level's calibration: the indices of its calibrated keys (shapes last, in shaped
+        codecs), then a flag per key (each coded uniformly; nothing when uncalibrated). Returns bits per term."""
         if not self.calibrated:
             return {}
-        flags = ~calibration.is_neutral(choice)
-        stack.push_uniform(choice[flags, SCALE_BUCKETS], len(MEAN_FACTORS))
+        flags = ~calibration.is_neutral(choice, self.shaped)
+        if self.shaped:
+            stack.push_uniform(choice[flags, SHAPE_INDEX], len(SHAPE_WEIGHTS))
+        stack.push_uniform(choice[flags, MEAN_INDEX], len(MEAN_FACTORS))
         stack.push_uniform(choice[flags, :SCALE_BUCKETS], len(MULTIPLIERS))
         stack.push_uniform(flags, 2)
-        return {"calibration": calibration.table_bits(choice)}
+        return {"calibration": calibration.table_bits(choice, self.shaped)}
 
     def pop_calibration(self, stack: AnsStack) -> np.ndarray:
         """Mirror of `push_calibration`: a level's (groups, 3, PARAMS) calibration indices."""
-        choice = calibration.neutral((self.group_count, BANDS))
+        choice = calibration.neutral((self.group_count, BANDS), self.shaped)
         if self.calibrated:
             flags = stack.pop_uniform(choice.shape[0] * BANDS, 2).reshape(choice.shape[:2]).astype(bool)
             count = int(flags.sum())
             multipliers = stack.pop_uniform(count * SCALE_BUCKETS, len(MULTIPLIERS))
             choice[flags, :SCALE_BUCKETS] = multipliers.reshape(count, SCALE_BUCKETS)
-            choice[flags, SCALE_BUCKETS] = stack.pop_uniform(count, len(MEAN_FACTORS))
+            choice[flags, MEAN_INDEX] = stack.pop_uniform(count, len(MEAN_FACTORS))
+            if self.shaped:
+                choice[flags, SHAPE_INDEX] = stack.pop_uniform(count, len(SHAPE_WEIGHTS))
         return choice
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,

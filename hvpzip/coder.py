@@ -22,7 +22,11 @@ LOG_STD_GRID = 16.0  # log-stds snapped to 1/16
 MIN_STD = 2.0**-8
 WINDOW_STDS = 16.0
 MIN_WINDOW, MAX_WINDOW = 16, 4096
+LOGISTIC_RATIO = 0.73  # the mixture's logistic scale per Laplace scale: the best single ratio on held-out residuals
+MIXTURE_WINDOW_STDS = 12.0  # the mixture's tails are light enough for a narrower window (its tables cost per entry)
+MIXTURE_CHUNK = 1024  # symbols per probability table, sorted by std so each chunk's window fits it
 _MODEL = constriction.stream.model
+_CATEGORICAL = _MODEL.Categorical(perfect=False)
 
 
 def snap_params(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,8 +36,33 @@ def snap_params(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return mean, std
 
 
-def _window(std: np.ndarray) -> int:
-    return int(min(MAX_WINDOW, max(MIN_WINDOW, math.ceil(WINDOW_STDS * float(std.max())))))
+def _window(std: np.ndarray, stds: float = WINDOW_STDS) -> int:
+    return int(min(MAX_WINDOW, max(MIN_WINDOW, math.ceil(stds * float(std.max())))))
+
+
+def mixture_cdf(x: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray) -> np.ndarray:
+    """CDF at offset x from the mean of laplace_weight * Laplace(std) + (1 - weight) * logistic(LOGISTIC_RATIO * std)."""
+    laplace = 0.5 + 0.5 * np.sign(x) * -np.expm1(-np.abs(x) / std)
+    logistic = 0.5 + 0.5 * np.tanh(0.5 * x / (LOGISTIC_RATIO * std))
+    return laplace_weight * laplace + (1.0 - laplace_weight) * logistic
+
+
+def mixture_log2prob(symbols: np.ndarray, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray) -> np.ndarray:
+    """log2 P(symbol) under the quantized mixture the coder uses (params snapped), floored at 2^-24;
+    evaluated on the far side of the mean, where the CDF is small and exact."""
+    mean, std = snap_params(mean, std)
+    distance = np.abs(np.asarray(symbols, dtype=np.float64) - mean)
+    p = mixture_cdf(0.5 - distance, std, laplace_weight) - mixture_cdf(-0.5 - distance, std, laplace_weight)
+    return np.log2(np.clip(p, 2.0**-24, 1.0))
+
+
+def _mixture_table(offset_mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray, window: int) -> np.ndarray:
+    """(n, 2 * window + 1) bin probabilities of offsets -window..window from each window centre;
+    the edge bins hold the tails."""
+    cdf = mixture_cdf(np.arange(-window, window + 2) - 0.5 - offset_mean[:, None], std[:, None],
+                      laplace_weight[:, None])
+    cdf[:, 0], cdf[:, -1] = 0.0, 1.0
+    return np.diff(cdf, axis=1)
 
 
 def _room(center: int, upward: bool, window: int, lo: int, hi: int) -> int:
@@ -81,12 +110,25 @@ class AnsStack:
         mean, std, center, window = self._layout(np.broadcast_to(mean, symbols.shape),
                                                  np.broadcast_to(std, symbols.shape), lo, hi)
         offset = symbols - center.astype(np.int64)
-        for i in np.flatnonzero(np.abs(offset) >= window)[::-1]:  # pushed first: popped after the main symbols
+        self._push_escapes(offset, center, window, lo, hi)
+        main = np.clip(offset, -window, window).astype(np.int32)
+        self._coder.encode_reverse(main, _family(kind, window), mean - center, std)
+
+    def _push_escapes(self, offset: np.ndarray, center: np.ndarray, window: int, lo: int, hi: int) -> None:
+        """Each offset on or beyond the window's edge: its position past the edge, uniform over the
+        rest of [lo, hi]; pushed before the main symbols, so popped after them."""
+        for i in np.flatnonzero(np.abs(offset) >= window)[::-1]:
             room = _room(int(center[i]), offset[i] > 0, window, lo, hi)
             if room > 1:  # with room 1 the edge itself is the value
                 self._coder.encode_reverse(np.array([abs(offset[i]) - window], dtype=np.int32), _MODEL.Uniform(room))
-        main = np.clip(offset, -window, window).astype(np.int32)
-        self._coder.encode_reverse(main, _family(kind, window), mean - center, std)
+
+    def _pop_escapes(self, offset: np.ndarray, center: np.ndarray, window: int, lo: int, hi: int) -> np.ndarray:
+        """Mirror of `_push_escapes`: the main offsets -> the exact ones."""
+        for i in np.flatnonzero(np.abs(offset) >= window):
+            room = _room(int(center[i]), offset[i] > 0, window, lo, hi)
+            if room > 1:
+                offset[i] = np.sign(offset[i]) * (window + int(self._coder.decode(_MODEL.Uniform(room), 1)[0]))
+        return offset
 
     def pop(self, kind: str, mean: np.ndarray | float, std: np.ndarray | float, count: int, lo: int, hi: int) -> np.ndarray:
         """Decode `count` symbols: the exact mirror of `push` with the same parameters.
@@ -100,11 +142,46 @@ class AnsStack:
             raise StackEmptyError("the stream ended early")
         mean, std, center, window = self._layout(np.broadcast_to(mean, (count,)), np.broadcast_to(std, (count,)), lo, hi)
         offset = np.asarray(self._coder.decode(_family(kind, window), mean - center, std), dtype=np.int64)
-        for i in np.flatnonzero(np.abs(offset) >= window):
-            room = _room(int(center[i]), offset[i] > 0, window, lo, hi)
-            if room > 1:
-                offset[i] = np.sign(offset[i]) * (window + int(self._coder.decode(_MODEL.Uniform(room), 1)[0]))
-        return center.astype(np.int64) + offset
+        return center.astype(np.int64) + self._pop_escapes(offset, center, window, lo, hi)
+
+    @staticmethod
+    def _mixture_chunks(mean: np.ndarray, std: np.ndarray, lo: int, hi: int):
+        """Snapped params and, per chunk of MIXTURE_CHUNK symbols in order of std, (positions,
+        window centres, window): sorting by std keeps each chunk's table as narrow as its symbols allow."""
+        mean, std = snap_params(mean, std)
+        order = np.argsort(std, kind="stable")
+        chunks = []
+        for start in range(0, order.size, MIXTURE_CHUNK):
+            at = order[start:start + MIXTURE_CHUNK]
+            window = min(_window(std[at], MIXTURE_WINDOW_STDS), (hi - lo) // 2)
+            chunks.append((at, np.clip(np.round(mean[at]), lo + window, hi - window), window))
+        return mean, std, chunks
+
+    def push_mixture(self, symbols: np.ndarray, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray,
+                     lo: int, hi: int) -> None:
+        """Encode int symbols in [lo, hi] under the quantized Laplace/logistic mixture of `mixture_cdf`
+        (per-symbol params and weights), as probability tables over windows with escapes."""
+        symbols = np.asarray(symbols, dtype=np.int64).ravel()
+        if symbols.size and (symbols.min() < lo or symbols.max() > hi):
+            raise ValueError(f"value outside the coder's range [{lo}, {hi}]")
+        mean, std, chunks = self._mixture_chunks(mean, std, lo, hi)
+        for at, center, window in reversed(chunks):
+            offset = symbols[at] - center.astype(np.int64)
+            self._push_escapes(offset, center, window, lo, hi)
+            table = _mixture_table(mean[at] - center, std[at], laplace_weight[at], window)
+            self._coder.encode_reverse((np.clip(offset, -window, window) + window).astype(np.int32), _CATEGORICAL, table)
+
+    def pop_mixture(self, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Mirror of `push_mixture` with the same parameters (one symbol per entry of `mean`)."""
+        symbols = np.zeros(np.size(mean), dtype=np.int64)
+        if symbols.size and self._coder.is_empty():
+            raise StackEmptyError("the stream ended early")
+        mean, std, chunks = self._mixture_chunks(mean, std, lo, hi)
+        for at, center, window in chunks:
+            table = _mixture_table(mean[at] - center, std[at], laplace_weight[at], window)
+            offset = np.asarray(self._coder.decode(_CATEGORICAL, table), dtype=np.int64) - window
+            symbols[at] = center.astype(np.int64) + self._pop_escapes(offset, center, window, lo, hi)
+        return symbols
 
     def push_uniform(self, symbols: np.ndarray, size: int) -> None:
         """Encode int symbols in [0, size) with equal probabilities (log2(size) bits each)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hvpzip import calibration, codec
+from hvpzip import calibration, codec, coder
 from hvpzip.api import deterministic_coding
 from hvpzip.calibration import MEAN_FACTORS, MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
 from conftest import smooth_image
@@ -43,7 +43,7 @@ def test_choose_finds_shrunk_means_and_per_bucket_scales():
     true_scale = np.where(scale < 1, 2 * scale, scale)
     symbols = np.round(0.5 * predicted_mean + rng.laplace(0, true_scale))
     indices = calibration.choose(symbols, predicted_mean, scale)
-    assert abs(MEAN_FACTORS[indices[-1]] - 0.5) <= 0.05
+    assert abs(MEAN_FACTORS[indices[calibration.MEAN_INDEX]] - 0.5) <= 0.05
     assert abs(np.log2(MULTIPLIERS[indices[0]] / 2)) < 0.2 and abs(np.log2(MULTIPLIERS[indices[2]])) < 0.1
     assert indices[1] == indices[3] == NEUTRAL  # empty buckets
     mean, scale_out = calibration.apply(indices, predicted_mean, scale)
@@ -55,6 +55,24 @@ def test_large_groups_are_searched_on_a_subset_close_to_the_optimum():
     mean, scale = np.zeros(symbols.size), np.full(symbols.size, 3.0)
     costs = [laplace_bits(symbols, mean, scale * m) for m in MULTIPLIERS]
     assert costs[best_multiplier(symbols, mean, scale)] < min(costs) * 1.0005
+
+
+@pytest.mark.parametrize("sample, shape", [("logistic", 0), ("laplace", calibration.LAPLACE_SHAPE)])
+def test_shaped_choose_picks_the_shape_the_symbols_follow(sample, shape):
+    """In a shaped codec the search also picks the mixture's shape: a pure logistic for logistic
+    symbols, a pure Laplace for Laplace ones, and the chosen key codes them cheaper than the default."""
+    rng = np.random.default_rng(6)
+    scale = np.full(20000, 3.0)
+    noise = rng.logistic(0, coder.LOGISTIC_RATIO * 3.0, scale.size) if sample == "logistic" else rng.laplace(0, 3.0, scale.size)
+    symbols, mean = np.round(noise), np.zeros(scale.size)
+    indices = calibration.choose(symbols, mean, scale, shaped=True)
+    assert indices[calibration.SHAPE_INDEX] == shape
+    weights = calibration.laplace_weights(indices)
+    default = calibration.SHAPE_WEIGHTS[calibration.DEFAULT_SHAPE]
+    chosen_bits = calibration.coded_bits(symbols, *calibration.apply(indices, mean, scale), weights)
+    assert chosen_bits < calibration.coded_bits(symbols, mean, scale, default) - calibration.KEY_BITS
+    assert calibration.is_neutral(calibration.neutral(shaped=True), shaped=True)
+    assert not calibration.is_neutral(calibration.neutral(shaped=True))  # the default shapes differ
 
 
 def keys_of(shape: tuple[int, int], model) -> int:
@@ -71,7 +89,7 @@ def test_calibrated_file_costs_less_and_pays_for_its_table(model, photo_crop):
         _, plain = codec.Codec(model.prior, 0, calibrated=False).encode(photo_crop, "RGB")
         assert np.array_equal(codec.Codec(model.prior, 0).decode(words, "RGB", *photo_crop.shape[:2]), photo_crop)
     keys = keys_of(photo_crop.shape[:2], model)
-    calibrated_keys = (bits.per_term()["calibration"] - keys) / calibration.KEY_BITS
+    calibrated_keys = (bits.per_term()["calibration"] - keys) / (calibration.KEY_BITS + calibration.SHAPE_BITS)
     assert 0 < calibrated_keys < keys and calibrated_keys == pytest.approx(round(calibrated_keys))
     assert "calibration" not in plain.per_term()
     assert bits.total < plain.total
