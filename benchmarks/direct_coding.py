@@ -66,8 +66,9 @@ def main() -> None:
     for variant in variants:
         tile, calibrated, views, shaped = variant
         mine = [r for r in rows if (r["tile"], r["calibrated"], r["views"], r["shaped"]) == variant]
-        print(f"| {tile or 'bits-back (format 2)'} | {'on' if calibrated else 'off'} | {views} | {'on' if shaped else 'off'} "
-              f"| {np.mean([r['bpsp'] for r in mine]):.4f} | {np.mean([r['encode_s'] for r in mine]):.2f} |")
+        print(f"| {tile or 'bits-back (format 2)'} | {'on' if calibrated else 'off'} | {views} "
+              f"| {'on' if shaped else 'off'} | {np.mean([r['bpsp'] for r in mine]):.4f} "
+              f"| {np.mean([r['encode_s'] for r in mine]):.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

@@ -1,14 +1,14 @@
-"""Per-image calibration of the direct model's Laplace parameters (numpy only).
+"""Per-image calibration of the direct model's Laplace parameters and distribution shape (numpy only).
 
 The encoder picks, for each (region, plane, level, context group, band) -- a *key* -- a multiplier
 of the predicted scales for each of SCALE_BUCKETS ranges of predicted scale, a factor that
 shrinks the predicted means and, in shaped codecs (format 6 on), the distribution's shape (the
 weight of the Laplace in a mix with a lighter-tailed logistic, `coder.mixture_cdf`), whichever code
-that key's coefficients in the fewest bits, and sends them ahead of the coefficients: one bit per key says whether it is calibrated at all, so a key
-whose saving would not pay for its indices (small images, coarse levels) costs one bit. The
-network sees only local context: how noisy or sharp the whole image is, and how well it knows
-coarse levels (which 128-pixel training crops barely contain), shows up as per-key biases that a
-few bits per key remove.
+that key's coefficients in the fewest bits, and sends them ahead of the coefficients: one bit per
+key says whether it is calibrated at all, so a key whose saving would not pay for its indices
+(small images, coarse levels) costs one bit. The network sees only local context: how noisy or
+sharp the whole image is, and how well it knows coarse levels (which 128-pixel training crops
+barely contain), shows up as per-key biases that a few bits per key remove.
 """
 from __future__ import annotations
 
@@ -135,7 +135,8 @@ def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, shaped: boo
         len(MEAN_FACTORS), MEAN_NEUTRAL)
     if shaped:
         adjusted = apply(indices, mean, scale)
-        indices[SHAPE_INDEX] = int(np.argmin([coded_bits(symbols, *adjusted, weight(s)) for s in range(len(SHAPE_WEIGHTS))]))
+        costs = [coded_bits(symbols, *adjusted, weight(shape)) for shape in range(len(SHAPE_WEIGHTS))]
+        indices[SHAPE_INDEX] = int(np.argmin(costs))
     fit_multipliers()
     saving = (coded_bits(symbols, mean, scale, weight(DEFAULT_SHAPE))
               - coded_bits(symbols, *apply(indices, mean, scale), weight(indices[SHAPE_INDEX])))

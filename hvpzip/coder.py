@@ -41,7 +41,8 @@ def _window(std: np.ndarray, stds: float = WINDOW_STDS) -> int:
 
 
 def mixture_cdf(x: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray) -> np.ndarray:
-    """CDF at offset x from the mean of laplace_weight * Laplace(std) + (1 - weight) * logistic(LOGISTIC_RATIO * std)."""
+    """CDF at offset x from the mean of laplace_weight * Laplace(std) + (1 - laplace_weight) *
+    logistic(LOGISTIC_RATIO * std)."""
     laplace = 0.5 + 0.5 * np.sign(x) * -np.expm1(-np.abs(x) / std)
     logistic = 0.5 + 0.5 * np.tanh(0.5 * x / (LOGISTIC_RATIO * std))
     return laplace_weight * laplace + (1.0 - laplace_weight) * logistic
@@ -169,9 +170,11 @@ class AnsStack:
             offset = symbols[at] - center.astype(np.int64)
             self._push_escapes(offset, center, window, lo, hi)
             table = _mixture_table(mean[at] - center, std[at], laplace_weight[at], window)
-            self._coder.encode_reverse((np.clip(offset, -window, window) + window).astype(np.int32), _CATEGORICAL, table)
+            main = (np.clip(offset, -window, window) + window).astype(np.int32)
+            self._coder.encode_reverse(main, _CATEGORICAL, table)
 
-    def pop_mixture(self, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    def pop_mixture(self, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray, lo: int,
+                    hi: int) -> np.ndarray:
         """Mirror of `push_mixture` with the same parameters (one symbol per entry of `mean`)."""
         symbols = np.zeros(np.size(mean), dtype=np.int64)
         if symbols.size and self._coder.is_empty():

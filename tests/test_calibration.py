@@ -63,7 +63,10 @@ def test_shaped_choose_picks_the_shape_the_symbols_follow(sample, shape):
     symbols, a pure Laplace for Laplace ones, and the chosen key codes them cheaper than the default."""
     rng = np.random.default_rng(6)
     scale = np.full(20000, 3.0)
-    noise = rng.logistic(0, coder.LOGISTIC_RATIO * 3.0, scale.size) if sample == "logistic" else rng.laplace(0, 3.0, scale.size)
+    if sample == "logistic":
+        noise = rng.logistic(0, coder.LOGISTIC_RATIO * 3.0, scale.size)
+    else:
+        noise = rng.laplace(0, 3.0, scale.size)
     symbols, mean = np.round(noise), np.zeros(scale.size)
     indices = calibration.choose(symbols, mean, scale, shaped=True)
     assert indices[calibration.SHAPE_INDEX] == shape
