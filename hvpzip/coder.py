@@ -25,6 +25,7 @@ MIN_WINDOW, MAX_WINDOW = 16, 4096
 LOGISTIC_RATIO = 0.73  # the mixture's logistic scale per Laplace scale: the best single ratio on held-out residuals
 MIXTURE_WINDOW_STDS = 12.0  # the mixture's tails are light enough for a narrower window (its tables cost per entry)
 MIXTURE_CHUNK = 1024  # symbols per probability table, sorted by std so each chunk's window fits it
+MIXTURE_TABLE_ENTRIES = 1 << 20  # fewer symbols per table where wide windows would make it larger (bounded memory)
 _MODEL = constriction.stream.model
 _CATEGORICAL = _MODEL.Categorical(perfect=False)
 
@@ -147,15 +148,18 @@ class AnsStack:
 
     @staticmethod
     def _mixture_chunks(mean: np.ndarray, std: np.ndarray, lo: int, hi: int):
-        """Snapped params and, per chunk of MIXTURE_CHUNK symbols in order of std, (positions,
-        window centres, window): sorting by std keeps each chunk's table as narrow as its symbols allow."""
+        """Snapped params and, per chunk of at most MIXTURE_CHUNK symbols in order of std (fewer where
+        the table would pass MIXTURE_TABLE_ENTRIES), (positions, window centres, window): sorting by
+        std keeps each chunk's table as narrow as its symbols allow."""
         mean, std = snap_params(mean, std)
         order = np.argsort(std, kind="stable")
-        chunks = []
-        for start in range(0, order.size, MIXTURE_CHUNK):
+        chunks, start = [], 0
+        while start < order.size:
             at = order[start:start + MIXTURE_CHUNK]
             window = min(_window(std[at], MIXTURE_WINDOW_STDS), (hi - lo) // 2)
+            at = at[:max(1, MIXTURE_TABLE_ENTRIES // (2 * window + 1))]
             chunks.append((at, np.clip(np.round(mean[at]), lo + window, hi - window), window))
+            start += at.size
         return mean, std, chunks
 
     def push_mixture(self, symbols: np.ndarray, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from hvpzip import schedule
+from hvpzip import coder, schedule
 from hvpzip.coder import AnsStack, mixture_log2prob, snap_params
 
 LIMIT = 1 << 23
@@ -56,6 +56,22 @@ def test_mixture_round_trip_with_escapes_and_mixed_calls():
         else:
             assert np.array_equal(reader.pop(kind, mean, std, len(symbols), -LIMIT, LIMIT), symbols)
     assert reader.is_empty()
+
+
+def test_mixture_tables_stay_bounded_for_wide_distributions():
+    """Symbols with huge stds (up to the range) are split into smaller tables, and still mirror."""
+    rng = np.random.default_rng(7)
+    n, limit = 5000, 1 << 15
+    std, mean = np.exp(rng.normal(3, 2, n)).clip(0.01, 2000), rng.normal(0, 100, n)
+    symbols = np.clip(np.round(mean + rng.laplace(0, std)), -limit, limit).astype(np.int64)
+    weights = np.full(n, 0.25)
+    _, _, chunks = AnsStack._mixture_chunks(mean, std, -limit, limit)
+    assert max(at.size * (2 * window + 1) for at, _, window in chunks) <= coder.MIXTURE_TABLE_ENTRIES
+    assert sorted(np.concatenate([at for at, _, _ in chunks])) == list(range(n))
+    stack = AnsStack()
+    stack.push_mixture(symbols, mean, std, weights, -limit, limit)
+    reader = AnsStack(stack.words())
+    assert np.array_equal(reader.pop_mixture(mean, std, weights, -limit, limit), symbols) and reader.is_empty()
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
