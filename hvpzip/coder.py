@@ -147,7 +147,8 @@ class AnsStack:
         return center.astype(np.int64) + self._pop_escapes(offset, center, window, lo, hi)
 
     @staticmethod
-    def _mixture_chunks(mean: np.ndarray, std: np.ndarray, lo: int, hi: int):
+    def _mixture_chunks(mean: np.ndarray, std: np.ndarray, lo: int,
+                        hi: int) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, int]]]:
         """Snapped params and, per chunk of at most MIXTURE_CHUNK symbols in order of std (fewer where
         the table would pass MIXTURE_TABLE_ENTRIES), (positions, window centres, window): sorting by
         std keeps each chunk's table as narrow as its symbols allow."""
