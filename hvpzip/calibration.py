@@ -51,10 +51,15 @@ def is_neutral(indices: np.ndarray, shaped: bool = False) -> np.ndarray:
     return np.all(indices == neutral(shaped=shaped), axis=-1)
 
 
+def calibrated_key_bits(shaped: bool = False) -> float:
+    """Bits of one calibrated key's indices as sent (its shape too, in shaped codecs)."""
+    return KEY_BITS + SHAPE_BITS * shaped
+
+
 def table_bits(indices: np.ndarray, shaped: bool = False) -> float:
     """Bits of keys' indices (..., PARAMS) as sent: a flag each, and the indices of calibrated keys."""
     flags = is_neutral(indices, shaped)
-    return float(flags.size + (~flags).sum() * (KEY_BITS + SHAPE_BITS * shaped))
+    return float(flags.size + (~flags).sum() * calibrated_key_bits(shaped))
 
 
 def laplace_weights(indices: np.ndarray) -> np.ndarray:
@@ -140,4 +145,4 @@ def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, shaped: boo
     fit_multipliers()
     saving = (coded_bits(symbols, mean, scale, weight(DEFAULT_SHAPE))
               - coded_bits(symbols, *apply(indices, mean, scale), weight(indices[SHAPE_INDEX])))
-    return indices if saving * stride > KEY_BITS + SHAPE_BITS * shaped else neutral(shaped=shaped)
+    return indices if saving * stride > calibrated_key_bits(shaped) else neutral(shaped=shaped)

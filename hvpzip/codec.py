@@ -295,9 +295,7 @@ class Codec:
             indices = calibrated[g.index][g.bands]
             mean, scale = calibration.apply(indices, g.mean, g.scale)
             if self.shaped:
-                weight = calibration.laplace_weights(indices)
-                stack.push_mixture(g.symbols, mean, scale, weight, -VALUE_LIMIT, VALUE_LIMIT)
-                bits += float(calibration.coded_bits(g.symbols, mean, scale, weight))
+                bits += self._push_mixture(stack, g.symbols, mean, scale, calibration.laplace_weights(indices))
             else:
                 bits += self._push_laplace(stack, g.symbols, mean, scale)
         return {"decoder": bits}
@@ -460,6 +458,13 @@ class Codec:
         """Push symbols under a quantized Laplace; returns their cost in bits (before escapes)."""
         stack.push("laplace", symbols, mean, scale, -VALUE_LIMIT, VALUE_LIMIT)
         return float(laplace_bits(symbols, mean, scale))
+
+    @staticmethod
+    def _push_mixture(stack: AnsStack, symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                      laplace_weight: np.ndarray) -> float:
+        """Push symbols under the calibrated Laplace/logistic mixture; returns their cost in bits (before escapes)."""
+        stack.push_mixture(symbols, mean, scale, laplace_weight, -VALUE_LIMIT, VALUE_LIMIT)
+        return float(calibration.coded_bits(symbols, mean, scale, laplace_weight))
 
     # --- top image ------------------------------------------------------------------------------
     def _top_params(self) -> tuple[np.ndarray, np.ndarray]:
