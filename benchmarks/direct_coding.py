@@ -1,11 +1,13 @@
 """T = 0 coding layout: rate and time of direct coding with plain tiles of several sides, with and
 without per-image calibration, with 1, 2 or 4 flipped views, with the calibrated coefficients
-under the plain Laplace or the calibrated Laplace/logistic mixture, against the growing bits-back
-tiles that format versions 1 and 2 used at T = 0 (`codec.DIRECT_TILE`, format 4's calibration,
-format 5's default view count and format 6's shapes are chosen here).
+under the plain Laplace or the calibrated Laplace/logistic mixture, with or without surprise
+tables, against the growing bits-back tiles that format versions 1 and 2 used at T = 0
+(`codec.DIRECT_TILE`, format 4's calibration, format 5's default view count, format 6's shapes and
+format 7's surprise tables are chosen here).
 
     python benchmarks/direct_coding.py FOLDER [--sides 0,64,128,256,512] [--calibration off,on]
-                                       [--views 1,2,4] [--shapes off,on] [--model FILE] [--out results.json]
+                                       [--views 1,2,4] [--shapes off,on] [--surprise off,on]
+                                       [--model FILE] [--out results.json]
 
 Run it on held-out training photos (the model card's `val_files`), not on Kodak, so the choice
 stays out of the evaluation set. Reports each image's and the mean bpsp (the model's codelength,
@@ -27,14 +29,25 @@ from hvpzip.api import deterministic_coding
 from hvpzip.codec import Codec
 
 
+SWITCH = {"off": False, "on": True}
+
+
 def direct_codelength(prior: hvpzip.prior.MultiscalePrior, pixels: np.ndarray, tile: int | None,
-                      calibrated: bool, views: int, shaped: bool) -> tuple[float, float]:
-    """(bpsp, encode seconds) of `pixels` at T = 0 with plain tiles of side `tile` (None: bits-back tiles)."""
+                      **options: bool | int) -> tuple[float, float]:
+    """(bpsp, encode seconds) of `pixels` at T = 0 with plain tiles of side `tile` (None: bits-back
+    tiles) and the codec's `options` (calibrated, views, shaped, surprising)."""
     start = time.perf_counter()
     with deterministic_coding():
-        codec = Codec(prior, 0, direct_tile=tile, calibrated=calibrated, views=views, shaped=shaped)
+        codec = Codec(prior, 0, direct_tile=tile, **options)
         _, bits = codec.encode(pixels, "RGB")
     return bits.analytic / pixels.size, time.perf_counter() - start
+
+
+def describe(variant: dict) -> str:
+    """A variant as a table row's leading cells."""
+    on = {True: "on", False: "off"}
+    return (f"| {variant['tile'] or 'bits-back (format 2)'} | {on[variant['calibrated']]} | {variant['views']} "
+            f"| {on[variant['shaped']]} | {on[variant['surprising']]} ")
 
 
 def main() -> None:
@@ -44,30 +57,28 @@ def main() -> None:
     parser.add_argument("--calibration", default="off", help="off, on or off,on")
     parser.add_argument("--views", default="1", help="view counts, e.g. 1,2,4")
     parser.add_argument("--shapes", default="off", help="calibrated mixture shapes (format 6): off, on or off,on")
+    parser.add_argument("--surprise", default="off", help="surprise tables (format 7): off, on or off,on")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     prior = hvpzip.load_model(args.model).prior
-    layouts = [int(s) or None for s in args.sides.split(",")]
-    switch = {"off": False, "on": True}
-    variants = list(product(layouts, [switch[c] for c in args.calibration.split(",")],
-                            [int(v) for v in args.views.split(",")], [switch[c] for c in args.shapes.split(",")]))
+    variants = [dict(tile=tile, calibrated=calibrated, views=views, shaped=shaped, surprising=surprising)
+                for tile, calibrated, views, shaped, surprising in product(
+                    [int(s) or None for s in args.sides.split(",")], [SWITCH[c] for c in args.calibration.split(",")],
+                    [int(v) for v in args.views.split(",")], [SWITCH[c] for c in args.shapes.split(",")],
+                    [SWITCH[c] for c in args.surprise.split(",")])]
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     rows = []
     for path in files:
         pixels = np.asarray(Image.open(path).convert("RGB"))
-        for tile, calibrated, views, shaped in variants:
-            bpsp, seconds = direct_codelength(prior, pixels, tile, calibrated, views, shaped)
-            rows.append({"image": path.name, "tile": tile, "calibrated": calibrated, "views": views,
-                         "shaped": shaped, "bpsp": bpsp, "encode_s": seconds})
-            print(f"{path.name} tile {tile or 'bits-back'} calibration {'on' if calibrated else 'off'} views {views} "
-                  f"shapes {'on' if shaped else 'off'}: {bpsp:.4f} bpsp, {seconds:.1f} s", flush=True)
-    print("| T=0 tiles | calibration | views | shapes | mean bpsp | mean encode s |\n|---|---|---|---|---|---|")
+        for variant in variants:
+            bpsp, seconds = direct_codelength(prior, pixels, **variant)
+            rows.append({"image": path.name, **variant, "bpsp": bpsp, "encode_s": seconds})
+            print(f"{path.name} {describe(variant)}: {bpsp:.4f} bpsp, {seconds:.1f} s", flush=True)
+    print("| T=0 tiles | calibration | views | shapes | surprise | mean bpsp | mean encode s |\n|---|---|---|---|---|---|---|")
     for variant in variants:
-        tile, calibrated, views, shaped = variant
-        mine = [r for r in rows if (r["tile"], r["calibrated"], r["views"], r["shaped"]) == variant]
-        print(f"| {tile or 'bits-back (format 2)'} | {'on' if calibrated else 'off'} | {views} "
-              f"| {'on' if shaped else 'off'} | {np.mean([r['bpsp'] for r in mine]):.4f} "
+        mine = [r for r in rows if all(r[k] == v for k, v in variant.items())]
+        print(f"{describe(variant)}| {np.mean([r['bpsp'] for r in mine]):.4f} "
               f"| {np.mean([r['encode_s'] for r in mine]):.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

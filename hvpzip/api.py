@@ -96,9 +96,9 @@ class deterministic_coding:
 def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 1) -> Codec:
     """The codec as a format version lays out the payload: versions 1 and 2 cut T = 0 levels into
     bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration, 5 the view count, 6
-    the calibrated shape of the direct coefficients' distribution."""
+    the calibrated shape of the direct coefficients' distribution, 7 the surprise tables."""
     return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4, views=views,
-                 shaped=version >= 6)
+                 shaped=version >= 6, surprising=version >= 7)
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,

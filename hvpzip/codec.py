@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import calibration, maps, schedule
+from . import calibration, maps, schedule, surprise
 from .calibration import MEAN_FACTORS, MEAN_INDEX, MULTIPLIERS, SCALE_BUCKETS, SHAPE_INDEX, SHAPE_WEIGHTS, laplace_bits
 from .coder import AnsStack
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
@@ -181,6 +181,17 @@ class DirectGroup(NamedTuple):
     symbols: np.ndarray  # the coefficients, in the group mask's order
     mean: np.ndarray  # the direct model's Laplace parameters for them, before calibration
     scale: np.ndarray
+    mask: np.ndarray  # (9, h, w) bool: where in the tile they are
+
+
+class CodedGroup(NamedTuple):
+    """A context group with the parameters the coder uses, before the level's surprise table."""
+
+    symbols: np.ndarray
+    mean: np.ndarray  # calibrated
+    scale: np.ndarray
+    laplace_weight: np.ndarray  # the mixture's shape (shaped codecs)
+    buckets: np.ndarray  # surprise bucket of each coefficient (0 when the codec has no surprise tables)
 
 
 def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
@@ -241,17 +252,19 @@ class Codec:
     carry calibration indices the encoder chose (see `calibration`; format 4 on). `views`: a key of
     VIEW_FLIPS, how many flipped copies of each tile the direct model's predictions average (format 5 on).
     `shaped`: calibrated direct coefficients are coded under the Laplace/logistic mixture whose
-    shape each key's calibration picks (format 6 on), not under the plain Laplace.
+    shape each key's calibration picks (format 6 on), not under the plain Laplace. `surprising`: their
+    scales are also multiplied by a per-level table by their neighbours' surprise (`surprise`, format 7 on).
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
-                 calibrated: bool = True, views: int = 1, shaped: bool = True):
+                 calibrated: bool = True, views: int = 1, shaped: bool = True, surprising: bool = True):
         if views not in VIEW_FLIPS:
             raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}, not {views}")
         self.model, self.steps = model, steps
         self.map_name = model.config.map_name
         self.direct_tile = direct_tile if steps == 0 else None
         self.calibrated, self.views, self.shaped = calibrated, views, shaped and calibrated
+        self.surprising = surprising and self.shaped
         config = model.config
         self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
@@ -282,22 +295,30 @@ class Codec:
         groups, known = [], np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
-            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
+            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group], group))
             known |= group
         return groups
 
-    def encode_direct_tile(self, stack: AnsStack, groups: list[DirectGroup],
-                           calibrated: np.ndarray) -> dict[str, float]:
-        """Code a tile's `direct_groups` as the level's (groups, 3, PARAMS) calibration indices adjust
-        them; groups go last-first so the decoder pops them in order. Returns bits per term."""
+    def coded_groups(self, groups: list[DirectGroup], calibrated: np.ndarray) -> list[CodedGroup]:
+        """A tile's `direct_groups` with the parameters the level's (groups, 3, PARAMS) calibration
+        indices give them, and their surprise buckets."""
+        coded, seen = [], surprise.SurpriseMap(groups[0].mask.shape) if groups else None
+        for g in groups:
+            mean, scale, weight, buckets = self._calibrated(calibrated, g.index, g.bands, g.mean, g.scale, seen, g.mask)
+            seen.add(g.mask, g.symbols, mean, scale)
+            coded.append(CodedGroup(g.symbols, mean, scale, weight, buckets))
+        return coded
+
+    def encode_direct_tile(self, stack: AnsStack, groups: list[CodedGroup], table: np.ndarray) -> dict[str, float]:
+        """Code a tile's `coded_groups` with the level's surprise table; groups go last-first so the
+        decoder pops them in order. Returns bits per term."""
         bits = 0.0
         for g in reversed(groups):
-            indices = calibrated[g.index][g.bands]
-            mean, scale = calibration.apply(indices, g.mean, g.scale)
+            scale = surprise.apply(table, g.buckets, g.scale)
             if self.shaped:
-                bits += self._push_mixture(stack, g.symbols, mean, scale, calibration.laplace_weights(indices))
+                bits += self._push_mixture(stack, g.symbols, g.mean, scale, g.laplace_weight)
             else:
-                bits += self._push_laplace(stack, g.symbols, mean, scale)
+                bits += self._push_laplace(stack, g.symbols, g.mean, scale)
         return {"decoder": bits}
 
     def encode_chain_tile(self, stack: AnsStack, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray,
@@ -331,23 +352,32 @@ class Codec:
         return bits
 
     def decode_direct_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                           origin: tuple[int, int], calibrated: np.ndarray) -> np.ndarray:
+                           origin: tuple[int, int], calibrated: np.ndarray, table: np.ndarray) -> np.ndarray:
         """Mirror of `encode_direct_tile`: returns the tile's details (9, h, w)."""
         c = self._level_constants(level, 0)[0]
         band = mask[:3].astype(np.float64)
         details = np.zeros(mask.shape, dtype=np.int64)
-        known = np.zeros(mask.shape, dtype=bool)
+        known, seen = np.zeros(mask.shape, dtype=bool), surprise.SurpriseMap(mask.shape)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-            indices = calibrated[index][coefficient_bands(group)]
-            mean, scale = calibration.apply(indices, mean[group], scale[group])
+            mean, scale, weight, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean[group],
+                                                            scale[group], seen, group)
+            coded_scale = surprise.apply(table, buckets, scale)
             if self.shaped:
-                details[group] = stack.pop_mixture(mean, scale, calibration.laplace_weights(indices), -VALUE_LIMIT,
-                                                   VALUE_LIMIT)
+                details[group] = stack.pop_mixture(mean, coded_scale, weight, -VALUE_LIMIT, VALUE_LIMIT)
             else:
-                details[group] = stack.pop("laplace", mean, scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
+                details[group] = stack.pop("laplace", mean, coded_scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
+            seen.add(group, details[group], mean, scale)
             known |= group
         return details
+
+    def _calibrated(self, calibrated: np.ndarray, index: int, bands: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                    seen: surprise.SurpriseMap, group: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(mean, scale, Laplace weight, surprise buckets) of a context group's coefficients: the model's
+        parameters as the calibration adjusts them, and how surprising the tile's coded neighbours were."""
+        indices = calibrated[index][bands]
+        buckets = seen.buckets(group) if self.surprising else np.zeros(bands.size, dtype=np.int64)
+        return (*calibration.apply(indices, mean, scale), calibration.laplace_weights(indices), buckets)
 
     def decode_chain_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
                           steps: int) -> np.ndarray:
@@ -397,22 +427,36 @@ class Codec:
                 choice[index, band] = calibration.choose(symbols[chosen], mean[chosen], scale[chosen], self.shaped)
         return choice
 
-    def push_calibration(self, stack: AnsStack, choice: np.ndarray) -> dict[str, float]:
-        """Push a level's calibration: the indices of its calibrated keys (shapes last, in shaped
-        codecs), then a flag per key (each coded uniformly; nothing when uncalibrated). Returns bits per term."""
+    def choose_surprise(self, tiles: list[list[CodedGroup]]) -> np.ndarray:
+        """A level's surprise table from its directly coded tiles' `coded_groups`; neutral without surprise."""
+        groups = [g for groups in tiles for g in groups]
+        if not self.surprising or not groups:
+            return surprise.neutral()
+        return surprise.choose(*(np.concatenate(parts) for parts in zip(*groups)))
+
+    def push_calibration(self, stack: AnsStack, choice: np.ndarray, table: np.ndarray) -> dict[str, float]:
+        """Push a level's calibration: its surprise table's non-neutral entries and a flag per entry
+        (format 7 on), the indices of its calibrated keys (shapes last, in shaped codecs), then a
+        flag per key (each coded uniformly; nothing when uncalibrated). Returns bits per term."""
         if not self.calibrated:
             return {}
+        table_bits = 0.0
+        if self.surprising:
+            entries = table != calibration.NEUTRAL
+            stack.push_uniform(table[entries], len(MULTIPLIERS))
+            stack.push_uniform(entries, 2)
+            table_bits = surprise.table_bits(table)
         flags = ~calibration.is_neutral(choice, self.shaped)
         if self.shaped:
             stack.push_uniform(choice[flags, SHAPE_INDEX], len(SHAPE_WEIGHTS))
         stack.push_uniform(choice[flags, MEAN_INDEX], len(MEAN_FACTORS))
         stack.push_uniform(choice[flags, :SCALE_BUCKETS], len(MULTIPLIERS))
         stack.push_uniform(flags, 2)
-        return {"calibration": calibration.table_bits(choice, self.shaped)}
+        return {"calibration": calibration.table_bits(choice, self.shaped) + table_bits}
 
-    def pop_calibration(self, stack: AnsStack) -> np.ndarray:
-        """Mirror of `push_calibration`: a level's (groups, 3, PARAMS) calibration indices."""
-        choice = calibration.neutral((self.group_count, BANDS), self.shaped)
+    def pop_calibration(self, stack: AnsStack) -> tuple[np.ndarray, np.ndarray]:
+        """Mirror of `push_calibration`: a level's (groups, 3, PARAMS) calibration indices and its surprise table."""
+        choice, table = calibration.neutral((self.group_count, BANDS), self.shaped), surprise.neutral()
         if self.calibrated:
             flags = stack.pop_uniform(choice.shape[0] * BANDS, 2).reshape(choice.shape[:2]).astype(bool)
             count = int(flags.sum())
@@ -421,7 +465,10 @@ class Codec:
             choice[flags, MEAN_INDEX] = stack.pop_uniform(count, len(MEAN_FACTORS))
             if self.shaped:
                 choice[flags, SHAPE_INDEX] = stack.pop_uniform(count, len(SHAPE_WEIGHTS))
-        return choice
+        if self.surprising:
+            entries = stack.pop_uniform(surprise.BUCKETS, 2).astype(bool)
+            table[entries] = stack.pop_uniform(int(entries.sum()), len(MULTIPLIERS))
+        return choice, table
 
     def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
                         level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -551,10 +598,12 @@ class Codec:
                 if progress:  # the network's work on a direct tile is done here
                     progress((y1 - y0) * (x1 - x0))
         choice = self.choose_calibration(list(direct.values()))
+        direct = {origin: self.coded_groups(groups, choice) for origin, groups in direct.items()}
+        table = self.choose_surprise(list(direct.values()))
         for (y0, y1, x0, x1), coded in plan.rects:
             tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()
             if (y0, x0) in direct:
-                terms = self.encode_direct_tile(stack, direct[(y0, x0)], choice)
+                terms = self.encode_direct_tile(stack, direct[(y0, x0)], table)
             else:
                 terms = self.encode_chain_tile(stack, details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1], tile_mask,
                                                plan.chroma, plan.level, self.tile_steps(coded))
@@ -563,7 +612,7 @@ class Codec:
             bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
         if direct:
             before = stack.num_bits()
-            bits.add(plan.level, self.push_calibration(stack, choice), 0, stack.num_bits() - before)
+            bits.add(plan.level, self.push_calibration(stack, choice, table), 0, stack.num_bits() - before)
 
     def _decode_region(self, stack: AnsStack, mode: str, height: int, width: int, coded_before: int,
                        progress: Progress | None) -> np.ndarray:
@@ -592,12 +641,12 @@ class Codec:
         mask = coef_mask(plan.shape, plan.chroma)
         details = np.zeros((9,) + coarse.shape[1:], dtype=np.int64)
         has_direct = any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
-        calibrated = self.pop_calibration(stack) if has_direct else None
+        calibrated, table = self.pop_calibration(stack) if has_direct else (None, None)
         for (y0, y1, x0, x1), coded in reversed(plan.rects):
             tile_coarse, tile_mask = coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
             if self.tile_steps(coded) == 0:
                 tile = self.decode_direct_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level, (y0, x0),
-                                               calibrated)
+                                               calibrated, table)
             else:
                 tile = self.decode_chain_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level,
                                               self.tile_steps(coded))

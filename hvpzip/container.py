@@ -1,6 +1,6 @@
 """The .hvpz container: a fixed binary header, metadata, then the ANS payload (uint32 little-endian words).
 
-Layout of versions 2 to 6 (little-endian):
+Layout of versions 2 to 7 (little-endian):
   magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 metadata length M
   | M bytes of metadata | u32 CRC32 of everything from the header fields to here | payload | u32 CRC32 of the payload
 Header fields: u32 width, u32 height, u8 mode, u8 map, u8 steps, u8 method, 16 bytes model hash,
@@ -14,6 +14,8 @@ Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; versions 3 
 of each tile the direct model's predictions average (codec.VIEW_FLIPS; 1 before version 5).
 Version 6 (same header as 5) codes the calibrated direct coefficients under a Laplace/logistic mixture
 whose shape each calibration key picks (codec.Codec.shaped), not under the plain Laplace.
+Version 7 (same header) also multiplies their scales by a per-level table indexed by how surprising
+the tile's already coded neighbours were (hvpzip.surprise; codec.Codec.surprising).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
@@ -25,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"HVPZ"
-VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 META_TAGS = ("MODE", "PLTE", "TRNS", "ICCP", "EXIF")  # a tag this build does not know is refused, never dropped
 MODE_CODES = {"L": 0, "LA": 1, "RGB": 2, "RGBA": 3}
 MAP_CODES = {"haar": 0, "legall53": 1, "pyramid": 2}
