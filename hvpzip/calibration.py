@@ -62,9 +62,9 @@ def table_bits(indices: np.ndarray, shaped: bool = False) -> float:
     return float(flags.size + (~flags).sum() * calibrated_key_bits(shaped))
 
 
-def laplace_weights(indices: np.ndarray) -> np.ndarray:
-    """The Laplace's weight in the mixture for keys' indices (..., PARAMS)."""
-    return np.asarray(SHAPE_WEIGHTS)[indices[..., SHAPE_INDEX]]
+def shape_weights(shapes: np.ndarray) -> np.ndarray:
+    """The Laplace's weight in the mixture for SHAPE_WEIGHTS indices."""
+    return np.asarray(SHAPE_WEIGHTS)[shapes]
 
 
 def coded_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, laplace_weight: np.ndarray | float | None

@@ -181,7 +181,6 @@ class DirectGroup(NamedTuple):
     symbols: np.ndarray  # the coefficients, in the group mask's order
     mean: np.ndarray  # the direct model's Laplace parameters for them, before calibration
     scale: np.ndarray
-    mask: np.ndarray  # (9, h, w) bool: where in the tile they are
 
 
 class CodedGroup(NamedTuple):
@@ -190,8 +189,8 @@ class CodedGroup(NamedTuple):
     symbols: np.ndarray
     mean: np.ndarray  # calibrated
     scale: np.ndarray
-    laplace_weight: np.ndarray  # the mixture's shape (shaped codecs)
-    buckets: np.ndarray  # surprise bucket of each coefficient (0 when the codec has no surprise tables)
+    shapes: np.ndarray  # uint8 SHAPE_WEIGHTS index of each coefficient (the mixture's shape, shaped codecs)
+    buckets: np.ndarray  # uint8 surprise bucket of each coefficient (0 when the codec has no surprise tables)
 
 
 def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
@@ -295,18 +294,19 @@ class Codec:
         groups, known = [], np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
-            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group], group))
+            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
             known |= group
         return groups
 
-    def coded_groups(self, groups: list[DirectGroup], calibrated: np.ndarray) -> list[CodedGroup]:
-        """A tile's `direct_groups` with the parameters the level's (groups, 3, PARAMS) calibration
-        indices give them, and their surprise buckets."""
-        coded, seen = [], surprise.SurpriseMap(groups[0].mask.shape) if groups else None
-        for g in groups:
-            mean, scale, weight, buckets = self._calibrated(calibrated, g.index, g.bands, g.mean, g.scale, seen, g.mask)
-            seen.add(g.mask, g.symbols, mean, scale)
-            coded.append(CodedGroup(g.symbols, mean, scale, weight, buckets))
+    def coded_groups(self, groups: list[DirectGroup], calibrated: np.ndarray, mask: np.ndarray,
+                     origin: tuple[int, int]) -> list[CodedGroup]:
+        """A tile's `direct_groups` (tile mask and origin as given to it) with the parameters the
+        level's (groups, 3, PARAMS) calibration indices give them, and their surprise buckets."""
+        coded, seen = [], surprise.SurpriseMap(mask.shape)
+        for g, (_, group) in zip(groups, self._direct_groups(mask, origin)):
+            mean, scale, shapes, buckets = self._calibrated(calibrated, g.index, g.bands, g.mean, g.scale, seen, group)
+            seen.add(group, g.symbols, mean, scale)
+            coded.append(CodedGroup(g.symbols, mean, scale, shapes, buckets))
         return coded
 
     def encode_direct_tile(self, stack: AnsStack, groups: list[CodedGroup], table: np.ndarray) -> dict[str, float]:
@@ -316,7 +316,7 @@ class Codec:
         for g in reversed(groups):
             scale = surprise.apply(table, g.buckets, g.scale)
             if self.shaped:
-                bits += self._push_mixture(stack, g.symbols, g.mean, scale, g.laplace_weight)
+                bits += self._push_mixture(stack, g.symbols, g.mean, scale, calibration.shape_weights(g.shapes))
             else:
                 bits += self._push_laplace(stack, g.symbols, g.mean, scale)
         return {"decoder": bits}
@@ -360,11 +360,12 @@ class Codec:
         known, seen = np.zeros(mask.shape, dtype=bool), surprise.SurpriseMap(mask.shape)
         for index, group in self._direct_groups(mask, origin):
             mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
-            mean, scale, weight, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean[group],
+            mean, scale, shapes, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean[group],
                                                             scale[group], seen, group)
             coded_scale = surprise.apply(table, buckets, scale)
             if self.shaped:
-                details[group] = stack.pop_mixture(mean, coded_scale, weight, -VALUE_LIMIT, VALUE_LIMIT)
+                details[group] = stack.pop_mixture(mean, coded_scale, calibration.shape_weights(shapes), -VALUE_LIMIT,
+                                                   VALUE_LIMIT)
             else:
                 details[group] = stack.pop("laplace", mean, coded_scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
             seen.add(group, details[group], mean, scale)
@@ -373,11 +374,11 @@ class Codec:
 
     def _calibrated(self, calibrated: np.ndarray, index: int, bands: np.ndarray, mean: np.ndarray, scale: np.ndarray,
                     seen: surprise.SurpriseMap, group: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(mean, scale, Laplace weight, surprise buckets) of a context group's coefficients: the model's
+        """(mean, scale, shape indices, surprise buckets) of a context group's coefficients: the model's
         parameters as the calibration adjusts them, and how surprising the tile's coded neighbours were."""
         indices = calibrated[index][bands]
-        buckets = seen.buckets(group) if self.surprising else np.zeros(bands.size, dtype=np.int64)
-        return (*calibration.apply(indices, mean, scale), calibration.laplace_weights(indices), buckets)
+        buckets = seen.buckets(group) if self.surprising else np.zeros(bands.size, dtype=np.uint8)
+        return (*calibration.apply(indices, mean, scale), indices[:, SHAPE_INDEX].astype(np.uint8), buckets)
 
     def decode_chain_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
                           steps: int) -> np.ndarray:
@@ -428,11 +429,15 @@ class Codec:
         return choice
 
     def choose_surprise(self, tiles: list[list[CodedGroup]]) -> np.ndarray:
-        """A level's surprise table from its directly coded tiles' `coded_groups`; neutral without surprise."""
+        """A level's surprise table from its directly coded tiles' `coded_groups`, searched on an evenly
+        strided subset of at most about surprise.LEVEL_SAMPLES coefficients; neutral without surprise."""
         groups = [g for groups in tiles for g in groups]
         if not self.surprising or not groups:
             return surprise.neutral()
-        return surprise.choose(*(np.concatenate(parts) for parts in zip(*groups)))
+        stride = max(1, sum(g.symbols.size for g in groups) // surprise.LEVEL_SAMPLES)
+        symbols, mean, scale, shapes, buckets = (np.concatenate([part[::stride] for part in parts])
+                                                 for parts in zip(*groups))
+        return surprise.choose(symbols, mean, scale, calibration.shape_weights(shapes), buckets, stride)
 
     def push_calibration(self, stack: AnsStack, choice: np.ndarray, table: np.ndarray) -> dict[str, float]:
         """Push a level's calibration: its surprise table's non-neutral entries and a flag per entry
@@ -598,7 +603,9 @@ class Codec:
                 if progress:  # the network's work on a direct tile is done here
                     progress((y1 - y0) * (x1 - x0))
         choice = self.choose_calibration(list(direct.values()))
-        direct = {origin: self.coded_groups(groups, choice) for origin, groups in direct.items()}
+        for (y0, y1, x0, x1), _ in plan.rects:  # in place, so a level's model outputs are held once
+            if (y0, x0) in direct:
+                direct[(y0, x0)] = self.coded_groups(direct[(y0, x0)], choice, mask[:, y0:y1, x0:x1], (y0, x0))
         table = self.choose_surprise(list(direct.values()))
         for (y0, y1, x0, x1), coded in plan.rects:
             tile_mask, before = mask[:, y0:y1, x0:x1], stack.num_bits()

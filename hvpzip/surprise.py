@@ -20,6 +20,7 @@ BUCKETS = len(EDGES) + 2  # bucket 0: no coded neighbour (the first group of a t
 SAME_POSITION, SAME_CHANNEL, ALL_CHANNELS = 1.0, 1.0, 0.5  # weights of the three neighbourhoods
 ENTRY_BITS = float(np.log2(len(MULTIPLIERS)))  # a non-neutral table entry; every entry also has a flag bit
 SEARCH_SAMPLES = 1 << 14  # larger buckets are searched on an evenly strided subset
+LEVEL_SAMPLES = 1 << 20  # ... and larger levels gathered as one first (codec.Codec.choose_surprise), bounding memory
 
 
 def _neighbourhood_sums(values: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ class SurpriseMap:
         """Surprise bucket (0 .. BUCKETS-1) of each coefficient the (c, h, w) mask selects, in mask order."""
         sums, counts = _neighbourhood_sums(self.residuals)[group], _neighbourhood_sums(self.known)[group]
         surprise = sums / np.maximum(counts, 1e-9)
-        return np.where(counts > 0, np.digitize(surprise, EDGES) + 1, 0)
+        return np.where(counts > 0, np.digitize(surprise, EDGES) + 1, 0).astype(np.uint8)
 
 
 def neutral() -> np.ndarray:
@@ -66,20 +67,20 @@ def table_bits(table: np.ndarray) -> float:
 
 
 def choose(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, laplace_weight: np.ndarray,
-           buckets: np.ndarray) -> np.ndarray:
+           buckets: np.ndarray, stride: int = 1) -> np.ndarray:
     """A level's (BUCKETS,) table: per bucket the multiplier of the calibrated scales that codes its
     coefficients (under their calibrated mixture) in the fewest bits, neutral where that saving
-    would not pay for the entry."""
+    would not pay for the entry (each coefficient given stands for `stride` of the level's)."""
     table = neutral()
     for bucket in range(BUCKETS):
         chosen = np.flatnonzero(buckets == bucket)
-        stride = max(1, chosen.size // SEARCH_SAMPLES)
-        chosen = chosen[::stride]
+        subset = max(1, chosen.size // SEARCH_SAMPLES)
+        chosen = chosen[::subset]
         if chosen.size == 0:
             continue
         args = symbols[chosen], mean[chosen], scale[chosen]
         index = best_multiplier(*args, laplace_weight[chosen])
-        saving = (_bits(*args, laplace_weight[chosen], NEUTRAL) - _bits(*args, laplace_weight[chosen], index)) * stride
+        saving = (_bits(*args, laplace_weight[chosen], NEUTRAL) - _bits(*args, laplace_weight[chosen], index)) * subset * stride
         table[bucket] = index if saving > ENTRY_BITS else NEUTRAL
     return table
 

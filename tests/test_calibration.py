@@ -70,7 +70,7 @@ def test_shaped_choose_picks_the_shape_the_symbols_follow(sample, shape):
     symbols, mean = np.round(noise), np.zeros(scale.size)
     indices = calibration.choose(symbols, mean, scale, shaped=True)
     assert indices[calibration.SHAPE_INDEX] == shape
-    weights = calibration.laplace_weights(indices)
+    weights = calibration.shape_weights(indices[calibration.SHAPE_INDEX])
     default = calibration.SHAPE_WEIGHTS[calibration.DEFAULT_SHAPE]
     chosen_bits = calibration.coded_bits(symbols, *calibration.apply(indices, mean, scale), weights)
     assert chosen_bits < calibration.coded_bits(symbols, mean, scale, default) - calibration.KEY_BITS
