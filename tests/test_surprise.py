@@ -62,6 +62,15 @@ def test_choose_widens_surprising_buckets_and_leaves_calm_ones():
     assert np.array_equal(surprise.apply(surprise.neutral(), buckets, scale), scale)  # neutral: bit for bit
 
 
+def test_a_subsampled_level_weighs_its_saving_by_the_stride():
+    """A saving too small to pay for an entry on the coefficients given pays once each stands for
+    many of the level's (`stride`, as `Codec.choose_surprise` subsamples large levels)."""
+    symbols = np.round(np.random.default_rng(2).laplace(0, 4.4, 400))  # saves ~3 bits at 1.09x the scale
+    args = symbols, np.zeros(400), np.full(400, 4.0), np.ones(400), np.full(400, 7, dtype=np.uint8)
+    assert surprise.choose(*args)[7] == NEUTRAL
+    assert surprise.choose(*args, stride=1000)[7] != NEUTRAL
+
+
 def test_surprise_tables_code_a_photo_smaller_and_exactly(model, photo_crop):
     """Format 7's surprise tables beat format 6 on a photo, tables included; the payload costs what
     the codelength says and decodes bit-exact."""
