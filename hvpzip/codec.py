@@ -305,7 +305,8 @@ class Codec:
         coded, seen = [], surprise.SurpriseMap(mask.shape)
         for g, (_, group) in zip(groups, self._direct_groups(mask, origin)):
             mean, scale, shapes, buckets = self._calibrated(calibrated, g.index, g.bands, g.mean, g.scale, seen, group)
-            seen.add(group, g.symbols, mean, scale)
+            if self.surprising:
+                seen.add(group, g.symbols, mean, scale)
             coded.append(CodedGroup(g.symbols, mean, scale, shapes, buckets))
         return coded
 
@@ -368,7 +369,8 @@ class Codec:
                                                    VALUE_LIMIT)
             else:
                 details[group] = stack.pop("laplace", mean, coded_scale, int(group.sum()), -VALUE_LIMIT, VALUE_LIMIT)
-            seen.add(group, details[group], mean, scale)
+            if self.surprising:
+                seen.add(group, details[group], mean, scale)
             known |= group
         return details
 
