@@ -84,12 +84,14 @@ def batch_terms(model: MultiscalePrior, levels: list[data.LevelBatch], tops: np.
 
 def evaluate(model: MultiscalePrior, samples: list[tuple[np.ndarray, float]], map_name: str, steps: int,
              device: torch.device, seed: int = 0) -> dict[str, float]:
-    """Exact-sum validation bpsp (every term, fixed noise): T-step negative ELBO and the direct model."""
+    """Exact-sum validation bpsp (every term, fixed noise): T-step negative ELBO and the direct model.
+    Its fixed noise comes from a forked RNG, so validating leaves training's random stream as it was."""
     levels, tops, chroma = data.batch_levels(samples, map_name)
     subpixels = float(sum(p.shape[1] * p.shape[2] * (1 + 2 * ch) for p, ch in samples))
-    torch.manual_seed(seed)
     n = len(samples)
-    with torch.no_grad():
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(seed)
         groups = range(model.config.context_groups) if model.config.context else [None]
         direct = 0.0
         for g in groups:  # each context group's bits come weighted by the number of groups

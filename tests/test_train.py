@@ -250,3 +250,20 @@ def test_data_loading_workers_give_a_reproducible_run(tmp_path):
         losses.append([rec["loss_bpsp"] for rec in log])
     assert losses[0] == losses[1] != losses[2] and len(losses[0]) == 3
     assert "--workers 2" in json.loads((tmp_path / "a" / "manifest.json").read_text())["command"]
+
+
+def test_validation_leaves_the_training_random_stream_alone(model):
+    """evaluate() draws its fixed noise from a forked RNG: the training noise that follows a validation
+    is what it would have been without one (a reset stream would repeat every --eval-every iterations)."""
+    import torch
+
+    from hvpzip import data as training_data
+    from hvpzip.train import evaluate
+
+    samples = [training_data.crop_to_planes(smooth_image(32, 32, 3, seed=1).transpose(2, 0, 1), False)]
+    torch.manual_seed(123)
+    expected = torch.rand(8)
+    torch.manual_seed(123)
+    first = evaluate(model.prior, samples, "haar", 2, "cpu")
+    assert torch.equal(torch.rand(8), expected)
+    assert evaluate(model.prior, samples, "haar", 2, "cpu") == first
