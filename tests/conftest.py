@@ -31,6 +31,16 @@ def smooth_image(height: int, width: int, channels: int, seed: int = 0) -> np.nd
     return out[:, :, 0] if channels == 1 else out
 
 
+def smooth_photo_folder(folder: Path, count: int, height: int, width: int) -> Path:
+    """Create `folder` holding `count` RGB smooth_image PNGs named 0.png, 1.png, ... (seed = index)."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(smooth_image(height, width, 3, seed=i)).save(folder / f"{i}.png")
+    return folder
+
+
 @pytest.fixture
 def photo_crop() -> np.ndarray:
     """A 96x128 RGB crop of a real photo (Kodak is only read, never trained on); synthetic if absent."""

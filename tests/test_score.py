@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import smooth_image
+from conftest import smooth_image, smooth_photo_folder
 from hvpzip import container, maps
 from hvpzip.cli import main
 from hvpzip.ood import OOD_KINDS, auroc, generate_ood_sets
@@ -85,10 +85,7 @@ def test_generated_ood_sets_are_reproducible(tmp_path):
 
 
 def test_ood_command_separates_noise_from_photos(tmp_path):
-    kodak_like = tmp_path / "in"
-    kodak_like.mkdir()
-    for i in range(3):
-        Image.fromarray(smooth_image(48, 48, 3, seed=i)).save(kodak_like / f"{i}.png")
+    kodak_like = smooth_photo_folder(tmp_path / "in", 3, 48, 48)
     out = tmp_path / "ood"
     result = run("ood", "--in-dist", str(kodak_like), "--count", "2", "--crop", "32", "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -7,19 +7,15 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 import hvpzip
-from conftest import smooth_image
+from conftest import smooth_image, smooth_photo_folder
 from hvpzip.cli import main
 from hvpzip.data import split_train_val
 
 
 def test_train_export_and_resume(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2", "--steps", "2",
             "--width", "8", "--blocks", "1", "--eval-every", "2"]
@@ -63,10 +59,7 @@ def test_context_model_starts_as_its_source_and_round_trips(tmp_path, model):
     old_bits = codec.Codec(source, 0).encode(pixels, "RGB")[1].analytic
     assert abs(codec.Codec(context_model, 0).encode(pixels, "RGB")[1].analytic - old_bits) < 1e-6 * old_bits
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
     start = tmp_path / "start.pt"
     hvpzip.prior.save_model(source, start)
     out = tmp_path / "run"
@@ -96,10 +89,7 @@ def test_direct_share_and_lr_decay_are_recorded_and_shaped(tmp_path):
     assert rates[0] < 2e-5 and abs(rates[2] - 1e-3) < 5e-5 and abs(rates[-1] - 1e-4) < 1e-12
     assert all(a >= b for a, b in zip(rates[2:], rates[3:]))
     assert learning_rate(1e-3, None, 5000, 1000) == 1e-3
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(4):
-        Image.fromarray(smooth_image(40, 40, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 4, 40, 40)
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2",
                                   "--steps", "2", "--width", "8", "--blocks", "1", "--iters", "2",
@@ -115,10 +105,7 @@ def test_direct_share_and_lr_decay_are_recorded_and_shaped(tmp_path):
 def test_init_from_keeps_the_source_runs_validation_split(tmp_path):
     """A run started with --init-from never trains on its source run's held-out photos, even with
     another --seed (whose own split would differ)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(40):
-        Image.fromarray(smooth_image(36, 36, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 40, 36, 36)
     base = ["--data", str(data), "--crop", "32", "--batch", "2", "--steps", "1", "--width", "8", "--blocks", "1",
             "--iters", "1", "--eval-every", "1"]
     r = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "a"), "--seed", "0"] + base)
@@ -168,10 +155,7 @@ def test_grouped_model_trains_from_a_four_group_one_and_codes_exactly(tmp_path, 
     from hvpzip import codec, data as training_data
     from hvpzip.train import evaluate
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
     start = tmp_path / "start.pt"
     hvpzip.prior.save_model(model.prior, start)
     out = tmp_path / "run"
@@ -208,10 +192,7 @@ def test_added_blocks_start_as_the_identity_and_train(tmp_path, model):
     samples = [training_data.crop_to_planes(smooth_image(32, 32, 3, seed=s).transpose(2, 0, 1), False) for s in (1, 2)]
     assert evaluate(grown, samples, "haar", 2, "cpu") == evaluate(source, samples, "haar", 2, "cpu")
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
     start, junk = tmp_path / "start.pt", tmp_path / "junk.pt"
     hvpzip.prior.save_model(source, start)
     junk.write_bytes(b"not a model")
@@ -236,10 +217,7 @@ def test_data_loading_workers_give_a_reproducible_run(tmp_path):
     """With --workers the crops come from worker processes, each seeded by (seed, worker id): two runs
     with the same seed log the same losses, other than the in-process stream's (so the workers drew
     them), and the recorded command names the workers."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 56, 3, seed=i)).save(data / f"{i}.png")
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
     losses = []
     for run, workers in (("a", "2"), ("b", "2"), ("in-process", "0")):
         args = ["train", "--data", str(data), "--out", str(tmp_path / run), "--crop", "32", "--batch", "2",
