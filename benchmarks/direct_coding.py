@@ -2,7 +2,7 @@
 without per-image calibration, with 1, 2 or 4 flipped views, with the calibrated coefficients
 under the plain Laplace or the calibrated Laplace/logistic mixture, with or without surprise
 tables, against the growing bits-back tiles that format versions 1 and 2 used at T = 0
-(`codec.DIRECT_TILE`, format 4's calibration, format 5's default view count, format 6's shapes and
+(`plan.DIRECT_TILE`, format 4's calibration, format 5's default view count, format 6's shapes and
 format 7's surprise tables are chosen here).
 
     python benchmarks/direct_coding.py FOLDER [--sides 0,64,128,256,512] [--calibration off,on]

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from . import container
-from .codec import DIRECT_TILE, MODES, REGION, VIEW_FLIPS, Codec, Codelength
+from .codec import VIEW_FLIPS, Codec
+from .codelength import Codelength
 from .container import FormatError, Header
+from .plan import DIRECT_TILE, MODES, REGION
 from .prior import MultiscalePrior, load_model as load_model_file
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"

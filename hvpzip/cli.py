@@ -218,7 +218,7 @@ def decompress(inputs: tuple[str, ...], out: str | None, force: bool, as_json: b
 def info(inputs: tuple[str, ...], as_json: bool) -> None:
     """Print the header of .hvpz files."""
     from . import container
-    from .codec import MODES
+    from .plan import MODES
 
     def job(name: str, out: str | None) -> dict:
         data = _read_input(name)

@@ -1,31 +1,24 @@
 """The codec: image planes -> integer map -> per-tile bits-back chains under the prior -> ANS words.
 
-Compression codes plane by plane, each from the finest level to the top; decompression runs the
-exact mirror. Each tile's diffusion chain sees only its own latents and the (fully known) coarse
-image. The first tiles of the finest level grow from a single position so that bits-back always
-has bits to pop (see `tile_schedule`). At T = 0 nothing is popped, so levels are cut only into
-plain tiles (DIRECT_TILE), where most coefficients have their whole context.
+Compression codes plane by plane, each from the finest level to the top, in the order of
+`plan.coding_plan`; decompression runs the exact mirror. Each tile's diffusion chain sees only its
+own latents and the (fully known) coarse image; tiles coded at T = 0 use the direct model.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import calibration, maps, schedule, surprise
 from .calibration import MEAN_FACTORS, MEAN_INDEX, MULTIPLIERS, SCALE_BUCKETS, SHAPE_INDEX, SHAPE_WEIGHTS, laplace_bits
+from .codelength import Codelength
 from .coder import AnsStack
+from .plan import (DIRECT_TILE, MODES, PLANE_CHROMA, REGION, LevelPlan, coding_plan, coef_mask, image_planes,
+                   planes_image, regions)
 from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
-MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
-PLANE_CHROMA = {"L": [0.0], "LA": [0.0, 0.0], "RGB": [1.0], "RGBA": [1.0, 0.0]}  # coded planes per mode
-REGION = 2048  # larger images are coded as independent regions of at most REGION x REGION (bounded memory)
-TILE = 64  # coding tile side, in positions of a level
-DIRECT_TILE = 128  # tile side when every tile is coded directly (T = 0); on held-out photos
-# (benchmarks/direct_coding.py) 0.7% below format 2's bits-back tiles at the same speed; 256 saves 0.2% more at +50% time
-GROWTH = 0.25  # a tile may hold at most this fraction of the coefficients coded before it
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
 LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid within +-LATENT_LIMIT
@@ -36,7 +29,6 @@ VIEW_FLIPS = {1: ((),), 2: ((), (1,)), 4: ((), (1,), (2,), (1, 2))}
 # sign each band's details take under a flip of rows (axis 1) or columns (axis 2): the difference
 # across the flipped direction changes sign (exactly for Haar's LH and HH, up to rounding for HL)
 BAND_FLIP_SIGNS = {1: np.array([-1.0, 1.0, -1.0]), 2: np.array([1.0, -1.0, -1.0])}
-Rect = tuple[int, int, int, int]
 Progress = Callable[[int], None]
 
 
@@ -50,113 +42,6 @@ def pop_latent(stack: AnsStack, mean: np.ndarray | float, std: np.ndarray | floa
     """Mirror of `push_latent`: pop (sample) `count` latent grid indices."""
     limit = math.ceil(LATENT_LIMIT / grid)
     return stack.pop("gaussian", np.asarray(mean) / grid, np.asarray(std) / grid, count, -limit, limit)
-
-
-def image_planes(pixels: np.ndarray, mode: str) -> list[tuple[np.ndarray, float]]:
-    """(H, W, C) uint8 pixels -> list of ((3, H, W) int64 planes, chroma flag) to code in order.
-
-    Colour goes through YCoCg-R; a gray or alpha channel becomes a plane with zero chroma.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unsupported image mode {mode}")
-    chans = pixels.reshape(pixels.shape[0], pixels.shape[1], -1).transpose(2, 0, 1).astype(np.int64)
-    colour = mode in ("RGB", "RGBA")
-    planes = [maps.ycocg_r_forward(chans[:3])] if colour else []
-    planes += [np.stack([c, np.zeros_like(c), np.zeros_like(c)]) for c in chans[3 if colour else 0 :]]
-    return list(zip(planes, PLANE_CHROMA[mode]))
-
-
-def planes_image(planes: list[np.ndarray], mode: str) -> np.ndarray:
-    """Inverse of `image_planes`: (H, W, C) uint8 pixels (squeezed to (H, W) for mode L)."""
-    if mode in ("RGB", "RGBA"):
-        chans = list(maps.ycocg_r_inverse(planes[0])) + [p[0] for p in planes[1:]]
-    else:
-        chans = [p[0] for p in planes]
-    out = np.stack(chans, axis=-1)
-    if out.min() < 0 or out.max() > 255:
-        raise ValueError("decoded values out of range: the payload is corrupt")
-    out = out.astype(np.uint8)
-    return out[:, :, 0] if mode == "L" else out
-
-
-def tile_schedule(height: int, width: int, coefs_per_position: int, coded_before: int,
-                  tile: int = TILE, growth: float | None = GROWTH) -> list[tuple[Rect, int]]:
-    """Rectangles (y0, y1, x0, x1) covering a level's position grid, in encoding order, each with the
-    number of coefficients coded before it.
-
-    Regular tiles in raster order, each split in halves (recursively) while it holds more than
-    `growth` times the coefficients coded before it; so an image starts from a single position.
-    `growth` None: plain tiles, never split.
-    """
-    rects: list[tuple[Rect, int]] = []
-    coded = coded_before
-
-    def place(y0: int, y1: int, x0: int, x1: int) -> None:
-        nonlocal coded
-        size = (y1 - y0) * (x1 - x0) * coefs_per_position
-        if growth is None or size <= max(coefs_per_position, growth * coded):
-            rects.append(((y0, y1, x0, x1), coded))
-            coded += size
-        elif y1 - y0 >= x1 - x0:
-            mid = (y0 + y1) // 2
-            place(y0, mid, x0, x1)
-            place(mid, y1, x0, x1)
-        else:
-            mid = (x0 + x1) // 2
-            place(y0, y1, x0, mid)
-            place(y0, y1, mid, x1)
-
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            place(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
-    return rects
-
-
-def regions(height: int, width: int, side: int = REGION) -> list[Rect]:
-    """Near-equal rectangles (y0, y1, x0, x1) of at most side x side covering the image, in raster order.
-
-    Each region is coded as an image of its own on the shared stack, so memory stays bounded by the
-    region size whatever the image size.
-    """
-    ny, nx = -(-height // side), -(-width // side)
-    ys = [height * i // ny for i in range(ny + 1)]
-    xs = [width * i // nx for i in range(nx + 1)]
-    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(ny) for j in range(nx)]
-
-
-@dataclass
-class LevelPlan:
-    """Where and how one (plane, level) is coded."""
-
-    plane: int
-    level: int  # 1 = finest
-    shape: tuple[int, int]  # (H, W) of the image this level splits
-    chroma: float
-    rects: list[tuple[Rect, int]]  # tiles in encoding order, each with the coefficients coded before it
-
-
-def coding_plan(height: int, width: int, chroma_flags: list[float], map_levels: int,
-                coded_before: int = 0, direct_tile: int | None = None) -> list[LevelPlan]:
-    """Every (plane, level) in encoding order with its tiles; the decoder walks it backwards.
-
-    `direct_tile`: every tile is coded directly (T = 0), so levels are cut into plain tiles of this
-    side (None: the growing bits-back tiles of `tile_schedule`).
-    """
-    plans, coded = [], coded_before
-    for p, chroma in enumerate(chroma_flags):
-        h, w = height, width
-        per_position = 9 if chroma else 3
-        for level in range(1, map_levels + 1):
-            hc, wc = (h + 1) // 2, (w + 1) // 2
-            if direct_tile is None:
-                rects = tile_schedule(hc, wc, per_position, coded)
-            else:
-                rects = tile_schedule(hc, wc, per_position, coded, tile=direct_tile, growth=None)
-            plans.append(LevelPlan(p, level, (h, w), chroma, rects))
-            coded += int(maps.detail_mask(h, w).sum()) * (3 if chroma else 1)
-            h, w = hc, wc
-        coded += h * w * (3 if chroma else 1)
-    return plans
 
 
 def view_signs(axes: tuple[int, ...]) -> np.ndarray:
@@ -191,56 +76,6 @@ class CodedGroup(NamedTuple):
     scale: np.ndarray
     shapes: np.ndarray  # uint8 SHAPE_WEIGHTS index of each coefficient (the mixture's shape, shaped codecs)
     buckets: np.ndarray  # uint8 surprise bucket of each coefficient (0 when the codec has no surprise tables)
-
-
-def coef_mask(shape: tuple[int, int], chroma: float) -> np.ndarray:
-    """(9, hc, wc) bool: detail coefficients that are coded (real band positions, active channels)."""
-    band = maps.detail_mask(*shape)
-    chans = np.array([True, bool(chroma), bool(chroma)])
-    return (chans[:, None, None, None] & band[None]).reshape(9, *band.shape[1:])
-
-
-@dataclass
-class Codelength:
-    """What an image costs under the model, in bits, split by scale and term.
-
-    Scales are map levels (1 = finest details, L + 1 = the top image). Terms are the analytic
-    negative-ELBO terms, 'decoder' (the discretized Laplace over the integers; the whole cost of
-    tiles coded directly), 'kl_t' for diffusion step t >= 2, 'prior' (KL of the last latent to
-    N(0, 1)), 'top' and 'calibration' (the per-level calibration indices sent ahead of directly coded
-    tiles), plus 'residual': what the ANS stack actually grew by minus those terms. The
-    residual comes from coding one sample of discretized latents instead of taking expectations
-    (and ANS rounding), so `total` is exactly the payload's growth. `dims` counts the sub-pixels
-    each scale codes; the map is volume-preserving, so they add up to the image's.
-    """
-
-    bits: dict[int, dict[str, float]] = field(default_factory=dict)
-    dims: dict[int, int] = field(default_factory=dict)
-
-    def add(self, level: int, terms: dict[str, float], dims: int, coded_bits: int) -> None:
-        """Record a tile's analytic terms and the bits its coding actually added to the stack."""
-        scale = self.bits.setdefault(level, {})
-        for name, value in {**terms, "residual": coded_bits - sum(terms.values())}.items():
-            scale[name] = scale.get(name, 0.0) + value
-        self.dims[level] = self.dims.get(level, 0) + dims
-
-    @property
-    def total(self) -> float:
-        """Coded bits: the single-sample negative ELBO of the discretized model, as the file pays it."""
-        return sum(sum(terms.values()) for terms in self.bits.values())
-
-    @property
-    def analytic(self) -> float:
-        """The model's negative ELBO with expectations taken analytically (what training minimises)."""
-        return self.total - sum(terms["residual"] for terms in self.bits.values())
-
-    def per_term(self) -> dict[str, float]:
-        """Bits per term summed over scales."""
-        out: dict[str, float] = {}
-        for terms in self.bits.values():
-            for name, value in terms.items():
-                out[name] = out.get(name, 0.0) + value
-        return out
 
 
 class Codec:

@@ -9,7 +9,7 @@ Metadata: records of a 4-byte ASCII tag, a u32 length and that many bytes (what 
 file's image beyond its pixels: original mode, palette, transparency, ICC profile, EXIF).
 Version 1 (still read) had no metadata: the CRC32 followed the header fields directly.
 Versions 1 and 2 (still read) cut T = 0 levels into bits-back tiles; versions 3 and 4 into plain tiles
-(codec.DIRECT_TILE). Version 4 adds each level's calibration indices of the directly coded groups
+(plan.DIRECT_TILE). Version 4 adds each level's calibration indices of the directly coded groups
 (hvpzip.calibration; codec.Codec.calibrated). Version 5 adds the view count: how many flipped copies
 of each tile the direct model's predictions average (codec.VIEW_FLIPS; 1 before version 5).
 Version 6 (same header as 5) codes the calibrated direct coefficients under a Laplace/logistic mixture

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .api import Model, encode_image
-from .codec import Codelength
+from .codelength import Codelength
 
 
 def scale_breakdown(codelength: Codelength) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hvpzip import calibration, codec, coder
+from hvpzip import calibration, codec, coder, plan
 from hvpzip.api import deterministic_coding
 from hvpzip.calibration import MEAN_FACTORS, MULTIPLIERS, NEUTRAL, best_multiplier, laplace_bits
 from conftest import smooth_image
@@ -80,7 +80,7 @@ def test_shaped_choose_picks_the_shape_the_symbols_follow(sample, shape):
 
 def keys_of(shape: tuple[int, int], model) -> int:
     """Calibration keys of an RGB image coded at T = 0: (level, context group, band)."""
-    levels = len(codec.coding_plan(*shape, [1.0], codec.maps.num_levels(*shape)))
+    levels = len(plan.coding_plan(*shape, [1.0], codec.maps.num_levels(*shape)))
     return levels * codec.Codec(model.prior, 0).group_count * codec.BANDS
 
 

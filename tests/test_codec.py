@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hvpzip
-from hvpzip import codec, container, maps
+from hvpzip import codec, container, maps, plan
 from conftest import smooth_image
 
 SIZES = [(1, 1), (1, 9), (7, 13), (64, 64), (301, 203)]
@@ -57,18 +57,18 @@ def test_decode_in_fresh_process_with_other_thread_count(model, photo_crop, tmp_
 
 
 def test_tile_schedule_covers_each_position_once_and_grows():
-    rects = codec.tile_schedule(100, 70, 9, 0)
+    rects = plan.tile_schedule(100, 70, 9, 0)
     cover = np.zeros((100, 70), dtype=int)
     coded = 0
     for (y0, y1, x0, x1), before in rects:
         assert before == coded
         cover[y0:y1, x0:x1] += 1
         size = (y1 - y0) * (x1 - x0) * 9
-        assert size <= max(9, codec.GROWTH * coded)
+        assert size <= max(9, plan.GROWTH * coded)
         coded += size
     assert (cover == 1).all()
     assert rects[0] == ((0, 1, 0, 1), 0), "an image's first tile is a single position"
-    big = codec.tile_schedule(100, 70, 9, 10**9)
+    big = plan.tile_schedule(100, 70, 9, 10**9)
     assert [r for r, _ in big] == [(0, 64, 0, 64), (0, 64, 64, 70), (64, 100, 0, 64), (64, 100, 64, 70)]
 
 
@@ -82,25 +82,25 @@ def test_planes_round_trip():
     rng = np.random.default_rng(0)
     for mode, shape in [("L", (5, 4)), ("LA", (5, 4, 2)), ("RGB", (5, 4, 3)), ("RGBA", (5, 4, 4))]:
         px = rng.integers(0, 256, shape).astype(np.uint8)
-        planes = [p for p, _ in codec.image_planes(px, mode)]
-        assert np.array_equal(codec.planes_image(planes, mode), px)
+        planes = [p for p, _ in plan.image_planes(px, mode)]
+        assert np.array_equal(plan.planes_image(planes, mode), px)
 
 
 def test_coding_plan_counts_every_coefficient():
     h, w = 37, 23
-    plans = codec.coding_plan(h, w, [1.0, 0.0], maps.num_levels(h, w))
-    coded = sum(int(codec.coef_mask(p.shape, p.chroma).sum()) for p in plans)
+    plans = plan.coding_plan(h, w, [1.0, 0.0], maps.num_levels(h, w))
+    coded = sum(int(plan.coef_mask(p.shape, p.chroma).sum()) for p in plans)
     top = maps.decompose(np.zeros((1, h, w)), "haar").top.size
     assert coded + top * 4 == h * w * 4
 
 
 def test_large_images_are_coded_as_regions(model):
     """Images above the region side split into independent regions on one stack, exactly invertible."""
-    assert codec.regions(4000, 6000) == [(0, 2000, 0, 2000), (0, 2000, 2000, 4000), (0, 2000, 4000, 6000),
+    assert plan.regions(4000, 6000) == [(0, 2000, 0, 2000), (0, 2000, 2000, 4000), (0, 2000, 4000, 6000),
                                          (2000, 4000, 0, 2000), (2000, 4000, 2000, 4000), (2000, 4000, 4000, 6000)]
-    assert codec.regions(5, 7, side=3) == [(0, 2, 0, 2), (0, 2, 2, 4), (0, 2, 4, 7),
+    assert plan.regions(5, 7, side=3) == [(0, 2, 0, 2), (0, 2, 2, 4), (0, 2, 4, 7),
                                            (2, 5, 0, 2), (2, 5, 2, 4), (2, 5, 4, 7)]
-    assert codec.regions(768, 512) == [(0, 768, 0, 512)]
+    assert plan.regions(768, 512) == [(0, 768, 0, 512)]
     pixels = smooth_image(70, 90, 4, seed=5)
     coder, seen = codec.Codec(model.prior, 2), []
     words, bits = coder.encode(pixels, "RGBA", seen.append, region_side=40)
@@ -201,10 +201,10 @@ def test_band_signs_under_flips_match_the_haar_map():
 def test_direct_levels_are_cut_into_plain_large_tiles():
     """At T = 0 (format 3) levels are cut into plain tiles of DIRECT_TILE positions a side, never split to grow."""
     h, w = 1000, 500
-    plans = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w), direct_tile=200)
+    plans = plan.coding_plan(h, w, [1.0], maps.num_levels(h, w), direct_tile=200)
     assert [r for r, _ in plans[0].rects] == [(0, 200, 0, 200), (0, 200, 200, 250), (200, 400, 0, 200),
                                               (200, 400, 200, 250), (400, 500, 0, 200), (400, 500, 200, 250)]
     assert [r for r, _ in plans[1].rects] == [(0, 200, 0, 125), (200, 250, 0, 125)]
     assert all(len(p.rects) == 1 for p in plans[2:])
-    bits_back = codec.coding_plan(h, w, [1.0], maps.num_levels(h, w))
+    bits_back = plan.coding_plan(h, w, [1.0], maps.num_levels(h, w))
     assert bits_back[0].rects[0] == ((0, 1, 0, 1), 0) and len(bits_back[0].rects) > 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hvpzip import codec, surprise
+from hvpzip import codec, plan, surprise
 from hvpzip.api import deterministic_coding
 from hvpzip.calibration import MULTIPLIERS, NEUTRAL, coded_bits
 
@@ -81,7 +81,7 @@ def test_surprise_tables_code_a_photo_smaller_and_exactly(model, photo_crop):
         assert np.array_equal(coder.decode(words, "RGB", *photo_crop.shape[:2]), photo_crop)
     assert tables.total < plain.total
     assert tables.total == pytest.approx(32 * len(words), abs=64)
-    levels = len(codec.coding_plan(*photo_crop.shape[:2], [1.0], codec.maps.num_levels(*photo_crop.shape[:2])))
+    levels = len(plan.coding_plan(*photo_crop.shape[:2], [1.0], codec.maps.num_levels(*photo_crop.shape[:2])))
     entries = (tables.per_term()["calibration"] - plain.per_term()["calibration"] - levels * surprise.BUCKETS
                ) / surprise.ENTRY_BITS  # a flag per bucket and level, and the index of each non-neutral entry
     assert 0 < entries < levels * surprise.BUCKETS and entries == pytest.approx(round(entries))
