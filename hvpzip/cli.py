@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from .bench import DEFAULT_CODECS
 from .ood import OOD_KINDS
 
 SUFFIX = ".hvpz"
+_CTRL_C: list[bool] = []  # non-empty once SIGINT arrived during a command, even if a library swallowed its exception
 
 
 class CliError(Exception):
@@ -58,6 +60,8 @@ def _write_output(target: str, data: bytes, force: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        if _CTRL_C:  # Ctrl-C came while coding and something swallowed it: never commit that output
+            raise KeyboardInterrupt
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -96,15 +100,32 @@ def _check_stdout(inputs: tuple[str, ...], out: str | None, as_json: bool) -> No
         raise click.UsageError("--json cannot be combined with writing data to stdout")
 
 
+def _on_ctrl_c(signum: int, frame: object) -> None:
+    """SIGINT handler: remember the interrupt, then raise it as Python's default handler does."""
+    _CTRL_C.append(True)
+    raise KeyboardInterrupt
+
+
 class _Commands(click.Group):
-    """The command group; Ctrl-C anywhere in a command is one line and exit 130 (outputs are atomic)."""
+    """The command group; Ctrl-C anywhere in a command is one line and exit 130 (outputs are atomic).
+
+    The interrupt is also remembered, because an exception raised inside a destructor or a library's
+    broad `except` is lost: such a Ctrl-C still stops the next output from being written.
+    """
 
     def invoke(self, ctx: click.Context):
+        previous = signal.signal(signal.SIGINT, _on_ctrl_c)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if _CTRL_C:
+                raise KeyboardInterrupt
+            return result
         except KeyboardInterrupt:
             click.echo("hvpzip: interrupted", err=True)
             sys.exit(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            _CTRL_C.clear()
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -202,6 +202,36 @@ def test_real_process_reports_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
 
 
+def test_ctrl_c_swallowed_by_a_library_still_stops_the_output(tmp_path, monkeypatch):
+    """A Ctrl-C whose KeyboardInterrupt something inside the coder catches (a destructor, a broad
+    except) must still end in exit 130 with the old output kept, and the SIGINT handler restored."""
+    import os
+    import signal
+    import time
+
+    real_encode = api.encode_image
+
+    def encode_swallowing_ctrl_c(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(api, "encode_image", encode_swallowing_ctrl_c)
+    src = write_png(tmp_path / "a.png", smooth_image(16, 16, 3))
+    target = tmp_path / "a.hvpz"
+    target.write_bytes(b"old contents")
+    before = signal.getsignal(signal.SIGINT)
+    result = run("compress", "-f", str(src))
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "hvpzip: interrupted"
+    assert target.read_bytes() == b"old contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.hvpz", "a.png"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_ctrl_c_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
     """SIGINT mid-compression: exit 130, one line, the existing output untouched, no temporary file."""
     import signal
