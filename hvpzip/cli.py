@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ from .bench import DEFAULT_CODECS
 from .ood import OOD_KINDS
 
 SUFFIX = ".hvpz"
-_CTRL_C: list[bool] = []  # non-empty once SIGINT arrived during a command, even if a library swallowed its exception
+_CTRL_C = threading.Event()  # set once SIGINT arrived during a command, even if a library swallowed its exception
 
 
 class CliError(Exception):
@@ -60,7 +61,7 @@ def _write_output(target: str, data: bytes, force: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        if _CTRL_C:  # Ctrl-C came while coding and something swallowed it: never commit that output
+        if _CTRL_C.is_set():  # Ctrl-C came while coding and something swallowed it: never commit that output
             raise KeyboardInterrupt
         os.replace(tmp, path)
     finally:
@@ -102,7 +103,7 @@ def _check_stdout(inputs: tuple[str, ...], out: str | None, as_json: bool) -> No
 
 def _on_ctrl_c(signum: int, frame: object) -> None:
     """SIGINT handler: remember the interrupt, then raise it as Python's default handler does."""
-    _CTRL_C.append(True)
+    _CTRL_C.set()
     raise KeyboardInterrupt
 
 
@@ -117,7 +118,7 @@ class _Commands(click.Group):
         previous = signal.signal(signal.SIGINT, _on_ctrl_c)
         try:
             result = super().invoke(ctx)
-            if _CTRL_C:
+            if _CTRL_C.is_set():
                 raise KeyboardInterrupt
             return result
         except KeyboardInterrupt:
