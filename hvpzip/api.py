@@ -95,19 +95,21 @@ class deterministic_coding:
         torch.use_deterministic_algorithms(self._det)
 
 
-def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 1) -> Codec:
+def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 1, refit: bool = False) -> Codec:
     """The codec as a format version lays out the payload: versions 1 and 2 cut T = 0 levels into
     bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration, 5 the view count, 6
-    the calibrated shape of the direct coefficients' distribution, 7 the surprise tables."""
+    the calibrated shape of the direct coefficients' distribution, 7 the surprise tables, 8 the
+    per-image readout correction (fitted when encoding with `refit`)."""
     return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4, views=views,
-                 shaped=version >= 6, surprising=version >= 7)
+                 shaped=version >= 6, surprising=version >= 7, refitted=version >= 8, fit_readout=refit)
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
                  progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None,
-                 views: int = DEFAULT_VIEWS) -> Compressed:
+                 views: int = DEFAULT_VIEWS, refit: bool = False) -> Compressed:
     """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its
-    codelength. `views` (1, 2 or 4) trades the direct model's network time for a smaller file."""
+    codelength. `views` (1, 2 or 4) trades the direct model's network time for a smaller file, and so
+    does `refit` (fit the per-image readout correction, `readout`) with encoding time alone."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise ValueError(f"only 8-bit images are supported (got dtype {pixels.dtype})")
@@ -123,7 +125,8 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
     if not 0 <= steps <= 255:
         raise ValueError("steps must be between 0 and 255")
     with deterministic_coding():
-        words, codelength = format_codec(model.prior, steps, container.VERSION, views).encode(pixels, mode, progress)
+        codec = format_codec(model.prior, steps, container.VERSION, views, refit)
+        words, codelength = codec.encode(pixels, mode, progress)
     payload, method = container.words_to_bytes(words), container.METHOD_MODEL
     if len(payload) > pixels.nbytes:  # the model lost to raw storage (noise, synthetic input): store instead
         payload, method = np.ascontiguousarray(pixels).tobytes(), container.METHOD_STORED
@@ -133,9 +136,9 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
 
 
 def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
-             views: int = DEFAULT_VIEWS) -> bytes:
+             views: int = DEFAULT_VIEWS, refit: bool = False) -> bytes:
     """Compress a uint8 array ((H, W) or (H, W, 1-4)) to .hvpz bytes."""
-    return encode_image(pixels, steps, model, views=views).data
+    return encode_image(pixels, steps, model, views=views, refit=refit).data
 
 
 def decompress(data: bytes, model: Model | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -78,34 +78,38 @@ def reference_codecs() -> dict[str, Codec]:
     return codecs
 
 
-def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None
+def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None, refit: bool = False
                  ) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
     """hvpzip through its public API (the same path as the CLI); encode also returns neg-ELBO bits.
-    `model_path` None is the default model, `views` None the default view count."""
+    `model_path` None is the default model, `views` None the default view count, `refit` as compress --refit."""
     from .api import DEFAULT_VIEWS, decompress, encode_image, load_model
 
     model = load_model(model_path)
 
     def enc(a: np.ndarray) -> tuple[bytes, float]:
-        r = encode_image(a, steps, model, views=views or DEFAULT_VIEWS)
+        r = encode_image(a, steps, model, views=views or DEFAULT_VIEWS, refit=refit)
         return r.data, r.neg_elbo_bits
 
     return enc, lambda b: decompress(b, model)
 
 
 def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None],
-                model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,)) -> list[Row]:
+                model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,),
+                refit_list: tuple[bool, ...] = (False,)) -> list[Row]:
     """Every codec on one image; each round trip verified bit-exact (a mismatch raises). hvpzip runs at
-    each step count and view count (None: the default; labelled with its count only when given)."""
+    each step count, view count (None: the default; labelled with its count only when given) and
+    readout refit setting (labelled -refit when on; at T = 0 and the default steps only)."""
     pixels = np.array(Image.open(path).convert("RGB"))
     h, w = pixels.shape[:2]
     refs = reference_codecs()
     rows = []
     for name in codec_names:
-        variants = ([(f"hvpzip-T{'default' if s is None else s}" + (f"-v{v}" if v else ""), s, v)
-                     for s in steps_list for v in views_list] if name == "hvpzip" else [(name, None, None)])
-        for label, steps, views in variants:
-            enc, dec = hvpzip_codec(steps, model_path, views) if name == "hvpzip" else refs[name]
+        variants = ([(f"hvpzip-T{'default' if s is None else s}" + (f"-v{v}" if v else "") + ("-refit" if r else ""),
+                      s, v, r) for s in steps_list for v in views_list for r in refit_list
+                     if not (r and s)]  # the readout correction is a T = 0 thing: no T >= 1 refit twins
+                    if name == "hvpzip" else [(name, None, None, False)])
+        for label, steps, views, refit in variants:
+            enc, dec = hvpzip_codec(steps, model_path, views, refit) if name == "hvpzip" else refs[name]
             t0 = time.perf_counter()
             out = enc(pixels)
             t1 = time.perf_counter()
@@ -122,7 +126,8 @@ def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None]
 
 def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | None], limit: int | None,
                   workers: int = 1, progress: Callable[[Row], None] | None = None,
-                  model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,)) -> list[Row]:
+                  model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,),
+                  refit_list: tuple[bool, ...] = (False,)) -> list[Row]:
     """`bench_image` over the first `limit` images of a folder, in `workers` processes."""
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
@@ -131,7 +136,7 @@ def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | N
 
     files = list_images(folder)[:limit]
     job = partial(bench_image, codec_names=codec_names, steps_list=steps_list, model_path=model_path,
-                  views_list=views_list)
+                  views_list=views_list, refit_list=refit_list)
     rows: list[Row] = []
     with tqdm(total=len(files), desc="images", unit="img", file=sys.stderr, disable=None) as bar:
         results = ProcessPoolExecutor(workers).map(job, files) if workers > 1 else map(job, files)

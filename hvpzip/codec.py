@@ -7,11 +7,11 @@ own latents and the (fully known) coarse image; tiles coded at T = 0 use the dir
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from . import calibration, maps, schedule, surprise
+from . import calibration, maps, readout, schedule, surprise
 from .calibration import MEAN_FACTORS, MEAN_INDEX, MULTIPLIERS, SCALE_BUCKETS, SHAPE_INDEX, SHAPE_WEIGHTS, laplace_bits
 from .codelength import Codelength
 from .coder import AnsStack
@@ -88,10 +88,14 @@ class Codec:
     `shaped`: calibrated direct coefficients are coded under the Laplace/logistic mixture whose
     shape each key's calibration picks (format 6 on), not under the plain Laplace. `surprising`: their
     scales are also multiplied by a per-level table by their neighbours' surprise (`surprise`, format 7 on).
+    `refitted`: at T = 0, levels of at least `readout.MIN_POSITIONS` positions carry a flag and may
+    carry a correction of the direct model's readout fitted to the image (`readout`, format 8 on),
+    which the encoder fits only when `fit_readout` (it costs encoding time; the decoder reads either).
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
-                 calibrated: bool = True, views: int = 1, shaped: bool = True, surprising: bool = True):
+                 calibrated: bool = True, views: int = 1, shaped: bool = True, surprising: bool = True,
+                 refitted: bool = True, fit_readout: bool = False):
         if views not in VIEW_FLIPS:
             raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}, not {views}")
         self.model, self.steps = model, steps
@@ -99,6 +103,8 @@ class Codec:
         self.direct_tile = direct_tile if steps == 0 else None
         self.calibrated, self.views, self.shaped = calibrated, views, shaped and calibrated
         self.surprising = surprising and self.shaped
+        self.refitted = refitted and self.calibrated and self.direct_tile is not None
+        self.fit_readout = fit_readout and self.refitted
         config = model.config
         self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
@@ -121,17 +127,40 @@ class Codec:
 
     # --- one tile ---------------------------------------------------------------------------------
     def direct_groups(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                      origin: tuple[int, int] = (0, 0)) -> list[DirectGroup]:
+                      origin: tuple[int, int] = (0, 0), weights: np.ndarray | None = None) -> list[DirectGroup]:
         """The direct model's view of a tile's details (9, h, w) at `origin`: each context group in
-        coding order, with its Laplace parameters given the groups before it."""
+        coding order, with its Laplace parameters given the groups before it (and the level's
+        readout correction `weights`, if any)."""
+        c = self._level_constants(level, 0)[0]
+        groups = []
+        for index, group, views in self._teacher_forced_views(details, coarse, mask, chroma, level, origin, weights):
+            mean, scale = self._combine_views(views, c)
+            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
+        return groups
+
+    def readout_samples(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
+                        level: int) -> readout.FitSamples:
+        """What `readout.choose` fits a level's correction on: the uncorrected direct model's views of
+        the level's fit crops (details (9, hc, wc) and the rest as the whole level's)."""
+        c, samples = self._level_constants(level, 0)[0], readout.FitSamples()
+        for y0, y1, x0, x1 in readout.fit_crops(*mask.shape[1:]):
+            crop = details[:, y0:y1, x0:x1]
+            for index, group, views in self._teacher_forced_views(crop, coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
+                                                                  chroma, level, (y0, x0), None, features=True):
+                samples.add(index, group, (y0, x0), crop[group], c, views)
+        return samples
+
+    def _teacher_forced_views(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
+                              level: int, origin: tuple[int, int], weights: np.ndarray | None, features: bool = False
+                              ) -> Iterator[tuple[int, np.ndarray, list[tuple[np.ndarray, ...]]]]:
+        """Each context group of a tile (index, mask) in coding order with the direct model's `_views`
+        of it given the true values of the groups before it."""
         c = self._level_constants(level, 0)[0]
         band, y = mask[:3].astype(np.float64), details / c
-        groups, known = [], np.zeros(mask.shape, dtype=bool)
+        known = np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
-            mean, scale = self._direct_laplace(known, y, coarse, band, chroma, level, c)
-            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
+            yield index, group, self._views(known, y, coarse, band, chroma, level, weights, features)
             known |= group
-        return groups
 
     def coded_groups(self, groups: list[DirectGroup], calibrated: np.ndarray, mask: np.ndarray,
                      origin: tuple[int, int]) -> list[CodedGroup]:
@@ -188,14 +217,15 @@ class Codec:
         return bits
 
     def decode_direct_tile(self, stack: AnsStack, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
-                           origin: tuple[int, int], calibrated: np.ndarray, table: np.ndarray) -> np.ndarray:
+                           origin: tuple[int, int], calibrated: np.ndarray, table: np.ndarray,
+                           weights: np.ndarray | None = None) -> np.ndarray:
         """Mirror of `encode_direct_tile`: returns the tile's details (9, h, w)."""
         c = self._level_constants(level, 0)[0]
         band = mask[:3].astype(np.float64)
         details = np.zeros(mask.shape, dtype=np.int64)
         known, seen = np.zeros(mask.shape, dtype=bool), surprise.SurpriseMap(mask.shape)
         for index, group in self._direct_groups(mask, origin):
-            mean, scale = self._direct_laplace(known, details / c, coarse, band, chroma, level, c)
+            mean, scale = self._combine_views(self._views(known, details / c, coarse, band, chroma, level, weights), c)
             mean, scale, shapes, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean[group],
                                                             scale[group], seen, group)
             coded_scale = surprise.apply(table, buckets, scale)
@@ -312,21 +342,55 @@ class Codec:
             table[entries] = stack.pop_uniform(int(entries.sum()), len(MULTIPLIERS))
         return choice, table
 
-    def _direct_laplace(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
-                        level: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Laplace (mean, scale) of the direct model given the coefficients marked `known` (values y):
-        with several views, the mean of the flipped tiles' means and the geometric mean of their scales."""
+    def _refits(self, mask: np.ndarray) -> bool:
+        """Whether a level (its (9, hc, wc) coefficient mask) carries a readout flag (format 8 on, T = 0)."""
+        return self.refitted and mask.shape[1] * mask.shape[2] >= readout.MIN_POSITIONS
+
+    def push_readout(self, stack: AnsStack, weights: np.ndarray | None) -> float:
+        """Push a level's readout correction (its integer weights, then their coding scale) and a flag
+        ahead of them; returns bits."""
+        if weights is not None:
+            scale = readout.scale_index(weights)
+            stack.push("laplace", weights.ravel(), 0.0, readout.SCALES[scale], -readout.LIMIT, readout.LIMIT)
+            stack.push_uniform(np.array([scale]), len(readout.SCALES))
+        stack.push_uniform(np.array([weights is not None]), 2)
+        return 1.0 + (0.0 if weights is None else readout.weight_bits(weights))
+
+    def pop_readout(self, stack: AnsStack) -> np.ndarray | None:
+        """Mirror of `push_readout`: a level's integer readout weights (ROWS, F + 1), or None."""
+        if not stack.pop_uniform(1, 2)[0]:
+            return None
+        scale = readout.SCALES[stack.pop_uniform(1, len(readout.SCALES))[0]]
+        shape = (readout.ROWS, self.model.config.width + 1)
+        return stack.pop("laplace", 0.0, scale, shape[0] * shape[1], -readout.LIMIT, readout.LIMIT).reshape(shape)
+
+    def _views(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
+               level: int, weights: np.ndarray | None, features: bool = False) -> list[tuple[np.ndarray, ...]]:
+        """The direct model given the coefficients marked `known` (values y), once per flipped view:
+        (raw outputs (27, h, w) with the readout correction `weights` added, the network's features
+        (F, h, w) when asked for or corrected, else None, the view's signs (9, 1, 1)), all flipped back."""
         views, known_y = [], y * known
+        wanted = features or weights is not None
         for axes in VIEW_FLIPS[self.views]:
             signs = view_signs(axes)
-            raw = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
-                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs)
+            out = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
+                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=wanted)
+            raw, feats = (np.flip(a, axes) for a in out) if wanted else (np.flip(out, axes), None)
+            views.append((readout.add_delta(raw, weights, feats), feats, signs))
+        return views
+
+    @staticmethod
+    def _combine_views(views: list[tuple[np.ndarray, ...]], c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Laplace (mean, scale) of the direct model from its `_views`: with several, the mean of their
+        means and the geometric mean of their scales."""
+        params = []
+        for raw, _, signs in views:
             raw_mean, raw_ls, _ = np.split(raw, 3)
             mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
-            views.append((np.flip(mean, axes) * signs, np.flip(scale, axes)))
-        if len(views) == 1:  # as it was before views: exp(log(scale)) need not give scale back bit for bit
-            return views[0]
-        return np.mean([m for m, _ in views], axis=0), np.exp(np.mean([np.log(s) for _, s in views], axis=0))
+            params.append((mean * signs, scale))
+        if len(params) == 1:  # as it was before views: exp(log(scale)) need not give scale back bit for bit
+            return params[0]
+        return np.mean([m for m, _ in params], axis=0), np.exp(np.mean([np.log(s) for _, s in params], axis=0))
 
     def _reverse(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int,
                  gamma_s: float, gamma_t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -432,11 +496,17 @@ class Codec:
         decoder pops them first). The direct tiles' model outputs come first, all of them, so the
         calibration can be chosen from the whole level."""
         mask = coef_mask(plan.shape, plan.chroma)
+        refits = self._refits(mask) and any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
+        weights = None
+        if refits and self.fit_readout:
+            weights = readout.choose(self.readout_samples(details, coarse, mask, plan.chroma, plan.level),
+                                     int(mask.sum()), self.model.config.width)
         direct = {}
         for (y0, y1, x0, x1), coded in plan.rects:
             if self.tile_steps(coded) == 0:
                 direct[(y0, x0)] = self.direct_groups(details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1],
-                                                      mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0))
+                                                      mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0),
+                                                      weights)
                 if progress:  # the network's work on a direct tile is done here
                     progress((y1 - y0) * (x1 - x0))
         choice = self.choose_calibration(list(direct.values()))
@@ -456,7 +526,10 @@ class Codec:
             bits.add(plan.level, terms, int(tile_mask.sum()), stack.num_bits() - before)
         if direct:
             before = stack.num_bits()
-            bits.add(plan.level, self.push_calibration(stack, choice, table), 0, stack.num_bits() - before)
+            terms = self.push_calibration(stack, choice, table)
+            if refits:
+                terms["readout"] = self.push_readout(stack, weights)
+            bits.add(plan.level, terms, 0, stack.num_bits() - before)
 
     def _decode_region(self, stack: AnsStack, mode: str, height: int, width: int, coded_before: int,
                        progress: Progress | None) -> np.ndarray:
@@ -485,12 +558,13 @@ class Codec:
         mask = coef_mask(plan.shape, plan.chroma)
         details = np.zeros((9,) + coarse.shape[1:], dtype=np.int64)
         has_direct = any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
+        weights = self.pop_readout(stack) if has_direct and self._refits(mask) else None
         calibrated, table = self.pop_calibration(stack) if has_direct else (None, None)
         for (y0, y1, x0, x1), coded in reversed(plan.rects):
             tile_coarse, tile_mask = coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
             if self.tile_steps(coded) == 0:
                 tile = self.decode_direct_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level, (y0, x0),
-                                               calibrated, table)
+                                               calibrated, table, weights)
             else:
                 tile = self.decode_chain_tile(stack, tile_coarse, tile_mask, plan.chroma, plan.level,
                                               self.tile_steps(coded))

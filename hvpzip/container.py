@@ -1,6 +1,6 @@
 """The .hvpz container: a fixed binary header, metadata, then the ANS payload (uint32 little-endian words).
 
-Layout of versions 2 to 7 (little-endian):
+Layout of versions 2 to 8 (little-endian):
   magic b"HVPZ" | u8 version | u8 header length N | N bytes of header fields | u32 metadata length M
   | M bytes of metadata | u32 CRC32 of everything from the header fields to here | payload | u32 CRC32 of the payload
 Header fields: u32 width, u32 height, u8 mode, u8 map, u8 steps, u8 method, 16 bytes model hash,
@@ -16,6 +16,9 @@ Version 6 (same header as 5) codes the calibrated direct coefficients under a La
 whose shape each calibration key picks (codec.Codec.shaped), not under the plain Laplace.
 Version 7 (same header) also multiplies their scales by a per-level table indexed by how surprising
 the tile's already coded neighbours were (hvpzip.surprise; codec.Codec.surprising).
+Version 8 (same header) adds, ahead of each T = 0 level of at least readout.MIN_POSITIONS positions,
+a flag and, when set, the integer weights of a correction of the direct model's readout that the
+encoder fitted to the image (hvpzip.readout; codec.Codec.refitted).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations
@@ -27,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"HVPZ"
-VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+VERSION = 8
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 META_TAGS = ("MODE", "PLTE", "TRNS", "ICCP", "EXIF")  # a tag this build does not know is refused, never dropped
 MODE_CODES = {"L": 0, "LA": 1, "RGB": 2, "RGBA": 3}
 MAP_CODES = {"haar": 0, "legall53": 1, "pyramid": 2}

@@ -106,12 +106,16 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, level: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, level: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """The last features (B, width, h, w) that the 1x1 output layer reads out."""
         emb = self.noise_mlp(sinusoidal(gamma, self.embed)) + self.level_emb(level)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(nn.functional.silu(h))
+        return nn.functional.silu(h)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x, level, gamma))
 
 
 class MultiscalePrior(nn.Module):
@@ -161,11 +165,13 @@ class MultiscalePrior(nn.Module):
     # --- network --------------------------------------------------------------------------
     def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor, chroma: torch.Tensor,
                 level: int, gamma: torch.Tensor, known: torch.Tensor | None = None,
-                known_y: torch.Tensor | None = None) -> torch.Tensor:
+                known_y: torch.Tensor | None = None, features: bool = False) -> torch.Tensor:
         """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio].
 
         With context, `known` (B, 9, h, w) marks the coefficients the direct model has already
         coded and `known_y` holds their values y (zero elsewhere); both default to none known.
+        `features`: return the denoiser's last features (B, width, h, w) instead, which the output
+        layer reads out.
         """
         offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype, device=coarse.device)[None, :, None, None]
         chroma_map = chroma[:, None, None, None].expand(-1, 1, *z.shape[2:])
@@ -175,7 +181,7 @@ class MultiscalePrior(nn.Module):
             inputs += [torch.zeros_like(z) if known_y is None else known_y * known, known]
         x = torch.cat(inputs, dim=1)
         levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long, device=z.device)
-        return self.denoiser(x, levels, gamma)
+        return (self.denoiser.features if features else self.denoiser)(x, levels, gamma)
 
     # --- training / scoring -----------------------------------------------------------------
     def level_loss_terms(self, details: torch.Tensor, coarse: torch.Tensor, coef_mask: torch.Tensor,
@@ -275,8 +281,9 @@ def load_model(path: Path) -> tuple[MultiscalePrior, str]:
 
 def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_mask: np.ndarray, chroma: float,
                 level: int, gamma: float, known: np.ndarray | None = None,
-                known_y: np.ndarray | None = None) -> np.ndarray:
-    """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1.
+                known_y: np.ndarray | None = None, features: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1;
+    with `features`, also the last features (width, h, w) they were read out from.
 
     The coder calls this with identical inputs on both sides, so the outputs are bit-identical
     (on one device type: CPU and GPU arithmetic differ).
@@ -284,8 +291,12 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
     device = model.gamma_min.device
     tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None].to(device)
     with torch.no_grad():
-        out = model.network(tensor(z), tensor(coarse), tensor(band_mask),
-                            torch.tensor([chroma], dtype=torch.float32, device=device), level,
-                            torch.tensor([gamma], dtype=torch.float32, device=device),
-                            None if known is None else tensor(known), None if known_y is None else tensor(known_y))
+        h = model.network(tensor(z), tensor(coarse), tensor(band_mask),
+                          torch.tensor([chroma], dtype=torch.float32, device=device), level,
+                          torch.tensor([gamma], dtype=torch.float32, device=device),
+                          None if known is None else tensor(known), None if known_y is None else tensor(known_y),
+                          features=True)
+        out = model.denoiser.out(h)
+    if features:
+        return out[0].double().cpu().numpy(), h[0].double().cpu().numpy()
     return out[0].double().cpu().numpy()

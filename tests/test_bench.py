@@ -37,16 +37,21 @@ def test_bench_writes_table_and_files(folder, tmp_path):
     assert (out / "results.csv").read_text().count("\n") == 9 and (out / "plot.png").stat().st_size > 1000
 
 
-def test_bench_views_are_labelled(folder):
+def test_bench_views_and_refit_are_labelled(folder):
     r = CliRunner().invoke(main, ["bench", "--dataset", str(folder), "--codecs", "hvpzip", "--steps", "0",
                                   "--views", "1,2", "--limit", "1"])
     assert r.exit_code == 0, r.output
     assert "| hvpzip-T0-v1 | 1 |" in r.stdout and "| hvpzip-T0-v2 | 1 |" in r.stdout
+    r = CliRunner().invoke(main, ["bench", "--dataset", str(folder), "--codecs", "hvpzip", "--steps", "0",
+                                  "--refit", "off,on", "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    assert "| hvpzip-T0 | 1 |" in r.stdout and "| hvpzip-T0-refit | 1 |" in r.stdout
 
 
 @pytest.mark.parametrize("args,fragment", [
     (["--codecs", "png,zip"], "unknown codec"),
     (["--views", "1,3"], "--views takes"),
+    (["--refit", "yes"], "--refit"),
     (["--dataset", "no-such-dataset"], "not found"),
 ])
 def test_bench_bad_arguments(args, fragment):

@@ -97,6 +97,20 @@ def test_views_option(rgb_png):
     assert r.exit_code == 2 and "Traceback" not in r.stderr
 
 
+def test_refit_option(tmp_path):
+    """--refit fits the readout correction (format 8) where a level is large enough; the file decodes
+    to the exact pixels and costs no more than the one compressed without it, give or take a word."""
+    src = write_png(tmp_path / "big.png", smooth_image(192, 192, 3, seed=4))
+    plain = json.loads(run("compress", str(src), "--steps", "0", "--json", "-o", str(tmp_path / "a.hvpz")).stdout)
+    r = run("compress", str(src), "--steps", "0", "--refit", "--json", "-o", str(tmp_path / "b.hvpz"))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["bytes"] <= plain["bytes"] + 4
+    r = run("decompress", str(tmp_path / "b.hvpz"), "-o", str(tmp_path / "b.png"))
+    assert r.exit_code == 0, r.stderr
+    with Image.open(tmp_path / "b.png") as back, Image.open(src) as original:
+        assert np.array_equal(np.array(back), np.array(original))
+
+
 def test_existing_output_needs_force(rgb_png):
     out = rgb_png.with_suffix(".hvpz")
     out.write_bytes(b"keep me")

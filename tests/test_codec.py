@@ -114,9 +114,10 @@ def test_large_images_are_coded_as_regions(model):
 def test_older_format_versions_still_decode(model, photo_crop):
     """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0), 3
     (plain tiles, no calibration), 4 (one view, no view count in the header), 5 (Laplace only, no
-    calibrated shapes) and 6 (no surprise tables) stay readable; the
+    calibrated shapes), 6 (no surprise tables) and 7 (no readout flags; the same bytes as 8 for an
+    image this small, whose levels are all below readout.MIN_POSITIONS) stay readable; the
     version byte picks the layout, so a payload under the wrong version fails the checks instead of
-    giving a wrong image."""
+    giving a wrong image (8 read as 7: tests/test_readout.py)."""
     import struct
     import zlib
 
@@ -129,9 +130,13 @@ def test_older_format_versions_still_decode(model, photo_crop):
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
     header, payload = container.unpack(data)
-    assert header.version == container.VERSION == 7 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
+    assert header.version == container.VERSION == 8 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
     fields = data[6 : 6 + data[5]]
-    assert build(7, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    assert build(8, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    with deterministic_coding():
+        words, _ = format_codec(model.prior, 0, 7, DEFAULT_VIEWS).encode(photo_crop, "RGB")
+    assert container.words_to_bytes(words) == payload
+    assert np.array_equal(hvpzip.decompress(build(7, fields, payload), model=model), photo_crop)
     viewed = {7: payload}
     for version in (5, 6):
         with deterministic_coding():
@@ -151,13 +156,13 @@ def test_older_format_versions_still_decode(model, photo_crop):
         assert olds[version] != payload  # the layouts differ, so the version matters
         assert np.array_equal(hvpzip.decompress(build(version, old_fields, olds[version]), model=model), photo_crop)
         with pytest.raises(container.FormatError):
-            hvpzip.decompress(build(7, fields, olds[version]), model=model)  # read as version 7
+            hvpzip.decompress(build(8, fields, olds[version]), model=model)  # read as version 8
     with pytest.raises(container.FormatError):
         hvpzip.decompress(build(4, old_fields, payload), model=model)  # 4 views read as one
     with pytest.raises(container.FormatError, match="header incomplete"):
-        hvpzip.decompress(build(7, old_fields, payload), model=model)  # version 7 without its view count
+        hvpzip.decompress(build(8, old_fields, payload), model=model)  # version 8 without its view count
     with pytest.raises(container.FormatError, match="view count 3"):
-        hvpzip.decompress(build(7, old_fields + bytes([3]), payload), model=model)
+        hvpzip.decompress(build(8, old_fields + bytes([3]), payload), model=model)
     v1 = build(1, old_fields, olds[2])
     header, _ = container.unpack(v1)
     assert header.version == 1 and header.meta == {} and header.views == 1

@@ -1,0 +1,194 @@
+"""Per-image readout correction (format 8, opt-in): a per-level refit of the direct model's mean readout.
+
+The direct model's raw mean of coefficient k is a linear readout (a 1x1 conv) of the network's last
+features h. Where an image differs from the training photos (film grain, chroma that was subsampled
+once, another sharpness) that readout is off for the whole image in ways that the calibration's
+scale multipliers and mean factors per key cannot undo. For each (region, plane, level) with at
+least MIN_POSITIONS positions, an encoder asked to (`compress --refit`) runs the network on a few
+crops of the level (FIT_POSITIONS positions in all) and fits
+
+    raw_mean_k += w_k . h + b_k      (k = 0..8)
+
+by minimising the Laplace codelength of the crops' coefficients, once on each of two folds of them.
+The mean of the two fits, rounded to multiples of STEP, is sent when the saving each fit makes on
+the *other* fold, scaled to the level, pays for its bits; else a flag says there is none. Both
+sides add the correction in float64, feature by feature, to every view's outputs before anything
+else sees them. On the held-out photos (benchmarks/results/readout/) correcting the log-scales too
+made two of seven photos larger after calibration, the means alone none. Fitting is torch
+(autograd, L-BFGS); applying it is numpy.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import calibration, schedule
+from .prior import COEFS, DIRECT_GAMMA
+
+STEP = 2.0**-9  # weights are sent as integer multiples of STEP
+MIN_POSITIONS = 1 << 13  # smaller levels carry no flag (too few coefficients to pay for ROWS x (F + 1) weights)
+FIT_POSITIONS = 1 << 14  # positions the fit sees: the whole level, or crops of it
+CROP = 64  # side of the fit crops of larger levels
+ROWS = COEFS  # corrected outputs: the 9 raw means
+FIT_ITERATIONS = 30
+FOLD_BLOCK = 16  # the fit's two folds are a checkerboard of FOLD_BLOCK x FOLD_BLOCK blocks of positions
+LIMIT = (1 << 15) - 1  # largest |weight| in STEPs (inside the coder's range)
+SCALES = 2.0 ** (np.arange(24) / 2)  # Laplace scales (in STEPs) a level's weights may be coded with
+Rect = tuple[int, int, int, int]
+
+
+def fit_crops(height: int, width: int) -> list[Rect]:
+    """Rectangles (y0, y1, x0, x1) of a level's (height, width) position grid that the fit sees: the
+    whole level if it is small, else FIT_POSITIONS / CROP^2 crops centred in a grid of equal cells
+    (origins even, so the crops' context-group phases are the level's)."""
+    if height * width <= FIT_POSITIONS:
+        return [(0, height, 0, width)]
+    count = FIT_POSITIONS // (CROP * CROP)
+    rows = int(np.clip(round(math.sqrt(count * height / width)), 1, count))
+    cols = count // rows
+    side_y, side_x = min(CROP, height), min(CROP, width)
+    rects = []
+    for i in range(rows):
+        for j in range(cols):
+            y0 = int(np.clip((height * (2 * i + 1)) // (2 * rows) - side_y // 2, 0, height - side_y)) // 2 * 2
+            x0 = int(np.clip((width * (2 * j + 1)) // (2 * cols) - side_x // 2, 0, width - side_x)) // 2 * 2
+            rects.append((y0, y0 + side_y, x0, x0 + side_x))
+    return rects
+
+
+def delta(weights: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """(ROWS, h, w) corrections of the raw outputs from integer `weights` (ROWS, F + 1) and the network's
+    features (F, h, w), in float64 summed feature by feature (the same order on both sides)."""
+    w = weights.astype(np.float64) * STEP
+    out = np.broadcast_to(w[:, -1, None, None], (ROWS,) + features.shape[1:]).copy()
+    for f in range(features.shape[0]):
+        out += w[:, f, None, None] * features[f]
+    return out
+
+
+def add_delta(raw: np.ndarray, weights: np.ndarray | None, features: np.ndarray) -> np.ndarray:
+    """Raw outputs (27, h, w) with the readout correction added to their first ROWS (the raw means)."""
+    if weights is None:
+        return raw
+    raw = raw.copy()
+    raw[:ROWS] += delta(weights, features)
+    return raw
+
+
+class FitSamples:
+    """Coefficients of a level's fit crops with what the fit needs: their fold, and per view the
+    features at the coefficient's position, its raw mean and log-scale, and the sign the view's mean takes."""
+
+    def __init__(self):
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, index: int, group: np.ndarray, origin: tuple[int, int], symbols: np.ndarray, c: np.ndarray,
+            views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Record context group `index` (its (9, h, w) mask at `origin` in the level, symbols in mask
+        order, c (9, 1, 1)) and its views' (raw outputs (27, h, w), features (F, h, w), signs (9, 1, 1)),
+        all in the tile's frame."""
+        k, yy, xx = np.nonzero(group)
+        self.parts.append(dict(
+            k=k, key=index * 3 + k % 3, fold=((yy + origin[0]) // FOLD_BLOCK + (xx + origin[1]) // FOLD_BLOCK) % 2,
+            symbols=symbols.astype(np.float64), c=c[k, 0, 0],
+            features=np.stack([f[:, yy, xx].T for _, f, _ in views], 1).astype(np.float32),
+            raw_mean=np.stack([r[k, yy, xx] for r, _, _ in views], 1),
+            raw_log_scale=np.stack([r[COEFS + k, yy, xx] for r, _, _ in views], 1),
+            sign=np.stack([s[k, 0, 0] for _, _, s in views], 1)))
+
+    @property
+    def size(self) -> int:
+        return sum(p["k"].size for p in self.parts)
+
+    def folds(self) -> list[list[tuple[int, dict[str, torch.Tensor]]]]:
+        """The samples of each fold split by coefficient index k, as float64 tensors (features with a
+        constant 1 appended)."""
+        whole = {key: np.concatenate([p[key] for p in self.parts]) for key in self.parts[0]}
+        whole["features"] = np.concatenate([whole["features"], np.ones(whole["features"].shape[:2] + (1,), np.float32)], 2)
+        return [[(k, {key: torch.from_numpy(v[chosen]).to(torch.float64) for key, v in whole.items()
+                      if key not in ("k", "fold")})
+                 for k in np.unique(whole["k"]) if (chosen := (whole["k"] == k) & (whole["fold"] == fold)).any()]
+                for fold in range(2)]
+
+
+def _params(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor
+            ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """Per coefficient index: (its samples, Laplace mean, scale) under the model with float `weights`
+    (ROWS, F + 1) added, views combined as the codec combines them."""
+    gamma = torch.tensor(DIRECT_GAMMA, dtype=torch.float64)
+    for k, t in samples:
+        mean, scale = schedule.decoder_laplace(0.0, t["raw_mean"] + t["features"] @ weights[k], t["raw_log_scale"],
+                                               gamma, t["c"][:, None], torch)
+        yield t, (mean * t["sign"]).mean(1), torch.exp(torch.log(scale).mean(1))
+
+
+def _bits(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor) -> torch.Tensor:
+    """Laplace bits of the samples under the model with `weights` added: what the fit minimises."""
+    return -sum(schedule.laplace_bin_log2prob(t["symbols"], mean, scale, torch).sum()
+                for t, mean, scale in _params(samples, weights))
+
+
+def _calibrated_bits(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: np.ndarray) -> float:
+    """Bits of the samples under the model with `weights` added as the coder pays them once each key
+    (context group and band) is calibrated, calibration indices included: what the decision compares."""
+    with torch.no_grad():
+        parts = [(t["key"], t["symbols"], mean, scale) for t, mean, scale in _params(samples, torch.from_numpy(weights))]
+    key, symbols, mean, scale = (torch.cat(p).numpy() for p in zip(*parts))
+    total = 0.0
+    for chosen in (key == value for value in np.unique(key)):
+        indices = calibration.choose(symbols[chosen], mean[chosen], scale[chosen], shaped=True)
+        adjusted = calibration.apply(indices, mean[chosen], scale[chosen])
+        total += float(calibration.coded_bits(symbols[chosen], *adjusted,
+                                              calibration.shape_weights(indices[calibration.SHAPE_INDEX])))
+        total += calibration.table_bits(indices, shaped=True)
+    return total
+
+
+def weight_bits(weights: np.ndarray) -> float:
+    """Bits of integer weights as sent: the index of their coding scale, then the weights under a
+    quantized Laplace of that scale."""
+    return math.log2(len(SCALES)) + float(calibration.laplace_bits(weights.ravel(), 0.0, SCALES[scale_index(weights)]))
+
+
+def scale_index(weights: np.ndarray) -> int:
+    """Index into SCALES closest to the weights' mean absolute value (the Laplace's ML scale)."""
+    return int(np.argmin(np.abs(np.log2(SCALES) - math.log2(max(np.abs(weights).mean(), 1.0)))))
+
+
+def _fit(samples: list[tuple[int, dict[str, torch.Tensor]]], width: int) -> np.ndarray:
+    """Float weights (ROWS, width + 1) minimising the samples' bits (L-BFGS from zero)."""
+    count = sum(t["symbols"].numel() for _, t in samples)
+    weights = torch.zeros(ROWS, width + 1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weights], max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = _bits(samples, weights) / count
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return weights.detach().numpy()
+
+
+def choose(samples: FitSamples, level_coefficients: int, width: int) -> np.ndarray | None:
+    """Integer weights (ROWS, width + 1) for features of `width` channels fitted on `samples`, or None
+    when they would not pay.
+
+    Each fold is fitted alone and scored on the other, calibrated as the coder would calibrate it, so
+    the estimated saving is out of sample and net of what the calibration would gain anyway; the
+    weights sent are the two fits' mean, when that saving, scaled to the level's `level_coefficients`,
+    exceeds their cost."""
+    if samples.size == 0:
+        return None
+    folds = samples.folds()
+    if not all(folds):
+        return None
+    fits = [_fit(fold, width) for fold in folds]
+    rounded = np.clip(np.round((fits[0] + fits[1]) / 2 / STEP), -LIMIT, LIMIT).astype(np.int64)
+    zero = np.zeros_like(fits[0])
+    saving = sum(_calibrated_bits(fold, zero) - _calibrated_bits(fold, other) for fold, other in zip(folds, reversed(fits)))
+    return rounded if saving * level_coefficients / samples.size > weight_bits(rounded) else None
