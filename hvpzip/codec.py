@@ -343,7 +343,8 @@ class Codec:
         return choice, table
 
     def _refits(self, mask: np.ndarray) -> bool:
-        """Whether a level (its (9, hc, wc) coefficient mask) carries a readout flag (format 8 on, T = 0)."""
+        """Whether a level (its (9, hc, wc) coefficient mask) carries a readout flag (format 8 on, T = 0,
+        so every tile of the level is coded directly)."""
         return self.refitted and mask.shape[1] * mask.shape[2] >= readout.MIN_POSITIONS
 
     def push_readout(self, stack: AnsStack, weights: np.ndarray | None) -> float:
@@ -496,7 +497,7 @@ class Codec:
         decoder pops them first). The direct tiles' model outputs come first, all of them, so the
         calibration can be chosen from the whole level."""
         mask = coef_mask(plan.shape, plan.chroma)
-        refits = self._refits(mask) and any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
+        refits = self._refits(mask)  # only at T = 0, where every tile is direct
         weights = None
         if refits and self.fit_readout:
             weights = readout.choose(self.readout_samples(details, coarse, mask, plan.chroma, plan.level),
@@ -558,7 +559,7 @@ class Codec:
         mask = coef_mask(plan.shape, plan.chroma)
         details = np.zeros((9,) + coarse.shape[1:], dtype=np.int64)
         has_direct = any(self.tile_steps(coded) == 0 for _, coded in plan.rects)
-        weights = self.pop_readout(stack) if has_direct and self._refits(mask) else None
+        weights = self.pop_readout(stack) if self._refits(mask) else None
         calibrated, table = self.pop_calibration(stack) if has_direct else (None, None)
         for (y0, y1, x0, x1), coded in reversed(plan.rects):
             tile_coarse, tile_mask = coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1]
