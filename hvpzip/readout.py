@@ -14,7 +14,8 @@ The mean of the two fits, rounded to multiples of STEP, is sent when the saving 
 the *other* fold, scaled to the level, pays for its bits; else a flag says there is none. Both
 sides add the correction in float64, feature by feature, to every view's outputs before anything
 else sees them. On the held-out photos (benchmarks/results/readout/) correcting the log-scales too
-made two of seven photos larger after calibration, the means alone none. Fitting is torch
+made two of seven photos larger after calibration (+0.2%, +0.27%), the means alone none by
+more than 0.01%. Fitting is torch
 (autograd, L-BFGS); applying it is numpy.
 """
 from __future__ import annotations

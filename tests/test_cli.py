@@ -99,7 +99,8 @@ def test_views_option(rgb_png):
 
 def test_refit_option(tmp_path):
     """--refit fits the readout correction (format 8) where a level is large enough; the file decodes
-    to the exact pixels and costs no more than the one compressed without it, give or take a word."""
+    to the exact pixels and, for this image, costs no more than the one compressed without it, give or
+    take a word (the fit's decision is an estimate: on one held-out photo it lost 0.009%)."""
     src = write_png(tmp_path / "big.png", smooth_image(192, 192, 3, seed=4))
     plain = json.loads(run("compress", str(src), "--steps", "0", "--json", "-o", str(tmp_path / "a.hvpz")).stdout)
     r = run("compress", str(src), "--steps", "0", "--refit", "--json", "-o", str(tmp_path / "b.hvpz"))

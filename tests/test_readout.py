@@ -119,7 +119,7 @@ def test_a_file_with_a_readout_correction_decodes_bit_exactly_at_its_codelength(
 
 
 def test_compress_refit_only_sends_a_correction_that_pays(model, photo):
-    """The public path: --refit never makes a file larger than without it (beyond a byte of flags),
+    """The public path on a photo crop: --refit does not make this file larger than without it,
     and every file decodes to the exact pixels."""
     plain = hvpzip.encode_image(photo, 0, model)
     refit = hvpzip.encode_image(photo, 0, model, refit=True)
