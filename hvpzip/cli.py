@@ -416,7 +416,8 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--seed", default=0, show_default=True)
 @click.option("--iters", default=100000, show_default=True, help="Stop after this many iterations in total.")
 @click.option("--minutes", default=1e9, show_default=False, help="Stop after this many minutes in this run.")
-@click.option("--eval-every", default=200, show_default=True, help="Validation and checkpoint interval.")
+@click.option("--eval-every", default=200, show_default=True,
+              help="Validation and checkpoint interval (the last iteration is always validated).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--context", is_flag=True, help="Direct model codes each level in context groups (checkerboard halves).")
 @click.option("--context-groups", type=click.Choice(["4", "6", "9"]), default=None,

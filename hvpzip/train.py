@@ -212,8 +212,10 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     subpixels = crop * crop * 3
     start, last_save = time.time(), time.time()
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
+    finished = lambda: iteration >= max_iters or (time.time() - start) / 60 >= max_minutes
+    done = finished()
     with (out_dir / "log.jsonl").open("a") as logf:
-        while iteration < max_iters and (time.time() - start) / 60 < max_minutes:
+        while not done:
             levels, tops, chroma = next(batches)
             gen = lambda j: torch.multinomial(term_probs, batch, replacement=True)
             terms = batch_terms(model, levels, tops, chroma, T, gen, device, term_weight=lambda t: 1.0 / term_probs[t])
@@ -231,7 +233,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.lerp_(pm, 1 - decay)
             record = {"iteration": iteration, "loss_bpsp": loss.item(), "seconds": elapsed_before + time.time() - start}
-            if iteration % eval_every == 0:
+            done = finished()
+            if val_samples and (iteration % eval_every == 0 or done):  # a run's last weights are always validated
                 record.update({f"val_{k}": v for k, v in evaluate(ema, val_samples, config.map_name, T, device).items()})
                 log(json.dumps(record))
             elif iteration % 20 == 0:

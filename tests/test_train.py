@@ -27,7 +27,11 @@ def test_train_export_and_resume(tmp_path):
     r = CliRunner().invoke(main, args + ["--iters", "3"])
     assert r.exit_code == 0 and "resuming" in r.output
     resumed = json.loads((out / "model_card.json").read_text())
-    assert resumed["iterations"] == 3 and resumed["last_validation"]["iteration"] == 2  # kept across the resume
+    assert resumed["iterations"] == 3 and resumed["last_validation"]["iteration"] == 3  # the last one, off --eval-every
+    r = CliRunner().invoke(main, args + ["--iters", "5", "--minutes", "0"])  # resumed, stopped before an iteration
+    assert r.exit_code == 0 and "resuming" in r.output
+    kept = json.loads((out / "model_card.json").read_text())
+    assert kept["iterations"] == 3 and kept["last_validation"] == resumed["last_validation"]  # kept across the resume
     model = hvpzip.load_model(out / "model.pt")
     pixels = smooth_image(20, 20, 3)
     assert np.array_equal(hvpzip.decompress(hvpzip.compress(pixels, model=model), model=model), pixels)
