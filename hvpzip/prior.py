@@ -283,7 +283,8 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
                 level: int, gamma: float, known: np.ndarray | None = None,
                 known_y: np.ndarray | None = None, features: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1;
-    with `features`, also the last features (width, h, w) they were read out from.
+    with `features`, also the last features (width, h, w) they were read out from, kept in float32
+    (exact: the readout correction's float64 arithmetic upcasts them losslessly, at half the memory).
 
     The coder calls this with identical inputs on both sides, so the outputs are bit-identical
     (on one device type: CPU and GPU arithmetic differ).
@@ -298,5 +299,5 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
                           features=True)
         out = model.denoiser.out(h)
     if features:
-        return out[0].double().cpu().numpy(), h[0].double().cpu().numpy()
+        return out[0].double().cpu().numpy(), h[0].cpu().numpy()
     return out[0].double().cpu().numpy()

@@ -95,7 +95,7 @@ class FitSamples:
         self.parts.append(dict(
             k=k, key=index * 3 + k % 3, fold=((yy + origin[0]) // FOLD_BLOCK + (xx + origin[1]) // FOLD_BLOCK) % 2,
             symbols=symbols.astype(np.float64), c=c[k, 0, 0],
-            features=np.stack([f[:, yy, xx].T for _, f, _ in views], 1).astype(np.float32),
+            features=np.stack([f[:, yy, xx].T for _, f, _ in views], 1),
             raw_mean=np.stack([r[k, yy, xx] for r, _, _ in views], 1),
             raw_log_scale=np.stack([r[COEFS + k, yy, xx] for r, _, _ in views], 1),
             sign=np.stack([s[k, 0, 0] for _, _, s in views], 1)))
