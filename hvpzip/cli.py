@@ -429,13 +429,15 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
 @click.option("--direct-share", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="How often the direct (T=0) term is trained [default: 1/(T+1), like every other term].")
 @click.option("--lr-final", type=click.FloatRange(0.0), default=None,
-              help="Cosine-decay the learning rate to this value at --iters [default: constant].")
+              help="Cosine-decay the learning rate to this value at --decay-iters [default: constant].")
+@click.option("--decay-iters", type=click.IntRange(1), default=None,
+              help="Iteration at which the --lr-final decay ends [default: --iters].")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
               help="Processes preparing training crops (0: the training process; more keeps a GPU fed).")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int | None, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
           context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None,
-          workers: int) -> None:
+          decay_iters: int | None, workers: int) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
     from .train import TrainingSetupError, train as run_training
 
@@ -444,7 +446,7 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
                             seed=seed, max_iters=iters, max_minutes=minutes, map_name=map_name,
                             eval_every=eval_every, device_name=device, context=context,
                             context_groups=int(context_groups) if context_groups else None, init_from=init_from,
-                            direct_share=direct_share, lr_final=lr_final, workers=workers,
+                            direct_share=direct_share, lr_final=lr_final, decay_iters=decay_iters, workers=workers,
                             log=lambda s: click.echo(s, err=True))
     except TrainingSetupError as err:
         raise click.ClickException(str(err)) from None

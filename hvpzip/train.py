@@ -126,8 +126,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
           blocks: int | None = None, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
           context: bool = False, context_groups: int | None = None, init_from: Path | None = None,
-          direct_share: float | None = None, lr_final: float | None = None, workers: int = 0,
-          log: Callable[[str], None] = print) -> Path:
+          direct_share: float | None = None, lr_final: float | None = None, decay_iters: int | None = None,
+          workers: int = 0, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
     `init_from` starts a new run from a model file's weights and architecture (plus `context` and
@@ -136,7 +136,9 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     run, the source's with `init_from`).
     `direct_share` is how often the direct (T = 0) term is sampled; every term is weighted by one over
     its probability, so the loss stays an unbiased estimate of direct NLL + T-step negative ELBO.
-    `lr_final` turns on cosine decay of the learning rate to that value at `max_iters`.
+    `lr_final` turns on cosine decay of the learning rate to that value at `decay_iters` (None:
+    `max_iters`). The model card's command gives the iteration the run stopped at as --iters (with
+    --decay-iters where that differs), so a run cut short by `max_minutes` is described as it ran.
     `workers` data-loading processes prepare the crops (0: this process, as on a 2-core CPU).
     """
     device = torch.device(device_name)
@@ -194,14 +196,17 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     batches = training_batches(sampler, batch, config.map_name, seed + iteration, workers)
     val_samples = [data.crop_to_planes(data.center_crop(data.load_rgb(p), 256, axes=(1, 2)), False) for p in val_files]
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
-    command = (f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
-               f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
-               + f" --context-groups {config.context_groups}" * config.context
-               + (f" --init-from {init_from}" if init_from else "")
-               + (f" --direct-share {direct_share}" if direct_share is not None else "")
-               + (f" --lr-final {lr_final} --iters {max_iters}" if lr_final is not None else "")
-               + (f" --workers {workers}" if workers else ""))
-    manifest = {"command": command, "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
+    decay_iters = decay_iters or max_iters
+    command = lambda iters: (
+        f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
+        f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
+        + f" --context-groups {config.context_groups}" * config.context
+        + (f" --init-from {init_from}" if init_from else "")
+        + (f" --direct-share {direct_share}" if direct_share is not None else "")
+        + (f" --lr-final {lr_final}" if lr_final is not None else "") + f" --iters {iters}"
+        + (f" --decay-iters {decay_iters}" if lr_final is not None and decay_iters != iters else "")
+        + (f" --workers {workers}" if workers else ""))
+    manifest = {"command": command(max_iters), "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
                 "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
@@ -212,6 +217,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     subpixels = crop * crop * 3
     start, last_save = time.time(), time.time()
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
+    save = lambda: export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start,
+                          {**manifest, "command": command(iteration)}, last_val)  # the card describes the stop
     finished = lambda: iteration >= max_iters or (time.time() - start) / 60 >= max_minutes
     done = finished()
     with (out_dir / "log.jsonl").open("a") as logf:
@@ -225,7 +232,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             for g in opt.param_groups:
-                g["lr"] = learning_rate(lr, lr_final, iteration, max_iters) * g["scale"]
+                g["lr"] = learning_rate(lr, lr_final, iteration, decay_iters) * g["scale"]
             opt.step()
             iteration += 1
             decay = min(0.999, (1 + iteration) / (10 + iteration))
@@ -244,9 +251,9 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
             if "val_elbo_bpsp" in record:
                 last_val = record
             if time.time() - last_save > 300 or iteration % eval_every == 0:
-                export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start, manifest, last_val)
+                save()
                 last_save = time.time()
-    export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start, manifest, last_val)
+    save()
     return out_dir / "model.pt"
 
 

@@ -32,6 +32,7 @@ def test_train_export_and_resume(tmp_path):
     assert r.exit_code == 0 and "resuming" in r.output
     kept = json.loads((out / "model_card.json").read_text())
     assert kept["iterations"] == 3 and kept["last_validation"] == resumed["last_validation"]  # kept across the resume
+    assert kept["training_command"].endswith("--iters 3")  # where the run stopped, not the --iters asked for
     model = hvpzip.load_model(out / "model.pt")
     pixels = smooth_image(20, 20, 3)
     assert np.array_equal(hvpzip.decompress(hvpzip.compress(pixels, model=model), model=model), pixels)
@@ -104,6 +105,25 @@ def test_direct_share_and_lr_decay_are_recorded_and_shaped(tmp_path):
     assert "--direct-share 0.6 --lr-final 0.0001 --iters 2" in card["training_command"]
     bad = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--direct-share", "1.5"])
     assert bad.exit_code == 2 and "direct-share" in bad.output
+
+
+def test_decay_iters_reproduces_a_run_cut_short(tmp_path):
+    """`--iters 3 --decay-iters 6` trains exactly the first 3 iterations of a 6-iteration decay (the
+    command a card gives for a run that --minutes stopped there); a 3-iteration decay trains otherwise."""
+    data = smooth_photo_folder(tmp_path / "data", 4, 40, 40)
+    base = ["train", "--data", str(data), "--crop", "32", "--batch", "2", "--steps", "1", "--width", "8",
+            "--blocks", "1", "--lr", "0.01", "--lr-final", "1e-4", "--eval-every", "100"]
+    losses = {}
+    for name, iters in [("cut", ["--iters", "3", "--decay-iters", "6"]), ("full", ["--iters", "6"]),
+                        ("short", ["--iters", "3"])]:
+        r = CliRunner().invoke(main, base + ["--out", str(tmp_path / name)] + iters)
+        assert r.exit_code == 0, r.output
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        losses[name] = [record["loss_bpsp"] for record in log]
+    assert losses["cut"] == losses["full"][:3] and losses["short"][2] != losses["full"][2]
+    card = json.loads((tmp_path / "cut" / "model_card.json").read_text())
+    assert card["training_command"].endswith("--lr-final 0.0001 --iters 3 --decay-iters 6")
+    assert json.loads((tmp_path / "short" / "model_card.json").read_text())["training_command"].endswith("--iters 3")
 
 
 def test_init_from_keeps_the_source_runs_validation_split(tmp_path):
