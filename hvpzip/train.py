@@ -206,19 +206,19 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         + (f" --lr-final {lr_final}" if lr_final is not None else "") + f" --iters {iters}"
         + (f" --decay-iters {decay_iters}" if lr_final is not None and decay_iters != iters else "")
         + (f" --workers {workers}" if workers else ""))
-    manifest = {"command": command(max_iters), "device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
+    settings = {"device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
                 "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
                 "init_from": init_provenance(init_from, source_run)}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (out_dir / "manifest.json").write_text(json.dumps({"command": command(max_iters), **settings}, indent=1))
     T = config.steps
     term_probs = term_distribution(T, direct_share)
     subpixels = crop * crop * 3
     start, last_save = time.time(), time.time()
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
     save = lambda: export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start,
-                          {**manifest, "command": command(iteration)}, last_val)  # the card describes the stop
+                          command(iteration), settings, last_val)  # the card describes the stop
     finished = lambda: iteration >= max_iters or (time.time() - start) / 60 >= max_minutes
     done = finished()
     with (out_dir / "log.jsonl").open("a") as logf:
@@ -258,13 +258,13 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
 
 
 def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer, iteration: int,
-           seconds: float, manifest: dict, last_val: dict | None) -> None:
-    """Checkpoint, EMA model file and its model card (config, data, training amount, last validation)."""
+           seconds: float, command: str, settings: dict, last_val: dict | None) -> None:
+    """Checkpoint, EMA model file and its model card: the command that retraces the run up to `iteration`,
+    the run's settings and data lists, training amount and last validation."""
     save_checkpoint(out_dir / "checkpoint.pt", model, ema, opt, iteration, seconds)
     save_model(ema, out_dir / "model.pt")
-    card = {"model_file": "model.pt", "training_command": manifest["command"], "iterations": iteration,
-            "train_seconds": round(seconds), "last_validation": last_val,
-            **{k: v for k, v in manifest.items() if k != "command"}}  # the manifest's settings and data lists
+    card = {"model_file": "model.pt", "training_command": command, "iterations": iteration,
+            "train_seconds": round(seconds), "last_validation": last_val, **settings}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
 
 
