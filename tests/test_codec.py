@@ -56,6 +56,27 @@ def test_decode_in_fresh_process_with_other_thread_count(model, photo_crop, tmp_
     assert out == photo_crop.tobytes()
 
 
+def test_coding_runs_the_network_as_the_format_version_did_and_restores_torch():
+    """Version 9 runs oneDNN at CODING_THREADS whatever the caller set, 8 and before the native
+    convolutions; the caller's settings come back afterwards."""
+    import torch
+
+    from hvpzip.api import CODING_THREADS, deterministic_coding
+
+    before = torch.get_num_threads(), torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    try:
+        with deterministic_coding(9):
+            assert torch.backends.mkldnn.enabled and torch.get_num_threads() == CODING_THREADS
+            assert torch.are_deterministic_algorithms_enabled()
+        assert torch.get_num_threads() == 1
+        with deterministic_coding(8):
+            assert not torch.backends.mkldnn.enabled and torch.get_num_threads() == 1
+        assert (torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled()) == before[1:]
+    finally:
+        torch.set_num_threads(before[0])
+
+
 def test_tile_schedule_covers_each_position_once_and_grows():
     rects = plan.tile_schedule(100, 70, 9, 0)
     cover = np.zeros((100, 70), dtype=int)
@@ -114,8 +135,9 @@ def test_large_images_are_coded_as_regions(model):
 def test_older_format_versions_still_decode(model, photo_crop):
     """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0), 3
     (plain tiles, no calibration), 4 (one view, no view count in the header), 5 (Laplace only, no
-    calibrated shapes), 6 (no surprise tables) and 7 (no readout flags; the same bytes as 8 for an
-    image this small, whose levels are all below readout.MIN_POSITIONS) stay readable; the
+    calibrated shapes), 6 (no surprise tables), 7 (no readout flags; the same bytes as 8 for an
+    image this small, whose levels are all below readout.MIN_POSITIONS) and 8 (the native
+    convolutions, not oneDNN's) stay readable, each encoded as its version ran the network; the
     version byte picks the layout, so a payload under the wrong version fails the checks instead of
     giving a wrong image (8 read as 7: tests/test_readout.py)."""
     import struct
@@ -130,19 +152,25 @@ def test_older_format_versions_still_decode(model, photo_crop):
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
     header, payload = container.unpack(data)
-    assert header.version == container.VERSION == 8 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
+    assert header.version == container.VERSION == 9 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
     fields = data[6 : 6 + data[5]]
-    assert build(8, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
-    with deterministic_coding():
+    assert build(9, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    with deterministic_coding(8):
+        words, _ = format_codec(model.prior, 0, 8, DEFAULT_VIEWS).encode(photo_crop, "RGB")
+        native = container.words_to_bytes(words)
         words, _ = format_codec(model.prior, 0, 7, DEFAULT_VIEWS).encode(photo_crop, "RGB")
-    assert container.words_to_bytes(words) == payload
-    assert np.array_equal(hvpzip.decompress(build(7, fields, payload), model=model), photo_crop)
-    viewed = {7: payload}
+    assert container.words_to_bytes(words) == native != payload  # other roundings, other bytes
+    for version in (7, 8):
+        assert np.array_equal(hvpzip.decompress(build(version, fields, native), model=model), photo_crop)
+    for version, body in ((8, payload), (9, native)):
+        with pytest.raises(container.FormatError):
+            hvpzip.decompress(build(version, fields, body), model=model)  # run with the other network path
+    viewed = {7: native}
     for version in (5, 6):
-        with deterministic_coding():
+        with deterministic_coding(version):
             words, _ = format_codec(model.prior, 0, version, DEFAULT_VIEWS).encode(photo_crop, "RGB")
         viewed[version] = container.words_to_bytes(words)
-        assert viewed[version] != payload
+        assert viewed[version] != native
         assert np.array_equal(hvpzip.decompress(build(version, fields, viewed[version]), model=model), photo_crop)
     for version, body in ((6, viewed[5]), (5, viewed[6]), (7, viewed[6]), (6, viewed[7])):
         with pytest.raises(container.FormatError):
@@ -150,10 +178,10 @@ def test_older_format_versions_still_decode(model, photo_crop):
     old_fields = fields[:-1]  # before version 5 the header ended with the model id
     olds = {}
     for version in (2, 3, 4):
-        with deterministic_coding():  # as compress runs the network
+        with deterministic_coding(version):  # as compress of that version ran the network
             words, _ = format_codec(model.prior, 0, version).encode(photo_crop, "RGB")
         olds[version] = container.words_to_bytes(words)
-        assert olds[version] != payload  # the layouts differ, so the version matters
+        assert olds[version] != native  # the layouts differ, so the version matters
         assert np.array_equal(hvpzip.decompress(build(version, old_fields, olds[version]), model=model), photo_crop)
         with pytest.raises(container.FormatError):
             hvpzip.decompress(build(8, fields, olds[version]), model=model)  # read as version 8

@@ -123,7 +123,7 @@ def test_compress_refit_only_sends_a_correction_that_pays(model, photo):
     and every file decodes to the exact pixels."""
     plain = hvpzip.encode_image(photo, 0, model)
     refit = hvpzip.encode_image(photo, 0, model, refit=True)
-    assert container.unpack(refit.data)[0].version == container.VERSION == 8
+    assert container.unpack(refit.data)[0].version == container.VERSION == 9
     assert np.array_equal(hvpzip.decompress(refit.data, model=model), photo)
     assert refit.codelength.total <= plain.codelength.total
     sent = refit.codelength.per_term()["readout"] > 2
