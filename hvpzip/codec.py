@@ -17,7 +17,7 @@ from .codelength import Codelength
 from .coder import AnsStack
 from .plan import (DIRECT_TILE, MODES, PLANE_CHROMA, REGION, LevelPlan, coding_plan, coef_mask, image_planes,
                    planes_image, regions)
-from .prior import DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
+from .prior import COEFS, DIRECT_GAMMA, MultiscalePrior, context_groups, raw_outputs
 
 SEED_COEFFICIENTS = 4096  # tiles starting before this many coded coefficients use the direct model (T = 0)
 VALUE_LIMIT = 1 << 15  # details and top values lie in [-VALUE_LIMIT, VALUE_LIMIT]
@@ -66,6 +66,15 @@ class DirectGroup(NamedTuple):
     symbols: np.ndarray  # the coefficients, in the group mask's order
     mean: np.ndarray  # the direct model's Laplace parameters for them, before calibration
     scale: np.ndarray
+
+
+class GroupView(NamedTuple):
+    """The direct model's outputs for one context group's coefficients under one flipped view (flipped back)."""
+
+    raw_mean: np.ndarray  # (n,), in the group mask's order
+    raw_log_scale: np.ndarray
+    features: np.ndarray | None  # (F, n) float32: the network's last features at them, when asked for
+    signs: np.ndarray  # (n,) sign the view's mean takes
 
 
 class CodedGroup(NamedTuple):
@@ -131,35 +140,55 @@ class Codec:
         """The direct model's view of a tile's details (9, h, w) at `origin`: each context group in
         coding order, with its Laplace parameters given the groups before it (and the level's
         readout correction `weights`, if any)."""
+        views = self._teacher_forced_views(details, coarse, mask, chroma, level, origin, weights is not None)
+        return self._corrected_groups(list(views), details, level, weights)
+
+    def _corrected_groups(self, tile_views: list[tuple[int, np.ndarray, list[GroupView]]], details: np.ndarray,
+                          level: int, weights: np.ndarray | None) -> list[DirectGroup]:
+        """`direct_groups` from a tile's `_teacher_forced_views`, with the readout correction `weights`."""
         c = self._level_constants(level, 0)[0]
         groups = []
-        for index, group, views in self._teacher_forced_views(details, coarse, mask, chroma, level, origin, weights):
-            mean, scale = self._combine_views(views, c)
-            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean[group], scale[group]))
+        for index, group, views in tile_views:
+            mean, scale = self._combine_views(views, np.nonzero(group)[0], c, weights)
+            groups.append(DirectGroup(index, coefficient_bands(group), details[group], mean, scale))
         return groups
 
-    def readout_samples(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
-                        level: int) -> readout.FitSamples:
-        """What `readout.choose` fits a level's correction on: the uncorrected direct model's views of
-        the level's fit crops (details (9, hc, wc) and the rest as the whole level's)."""
-        c, samples = self._level_constants(level, 0)[0], readout.FitSamples()
-        for y0, y1, x0, x1 in readout.fit_crops(*mask.shape[1:]):
-            crop = details[:, y0:y1, x0:x1]
-            for index, group, views in self._teacher_forced_views(crop, coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1],
-                                                                  chroma, level, (y0, x0), None, features=True):
-                samples.add(index, group, (y0, x0), crop[group], c, views)
-        return samples
+    def fit_readout_weights(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
+                            level: int, rects: list[tuple[int, int, int, int]]
+                            ) -> tuple[np.ndarray | None, dict[tuple[int, int], list[DirectGroup]]]:
+        """A level's readout correction (`readout.choose`, or None) fitted on the uncorrected direct
+        model's view of the crops of its `readout.fit_tiles` among `rects`, and those tiles'
+        `direct_groups` with it by origin, made from the network outputs the fit ran on."""
+        c, samples, kept = self._level_constants(level, 0)[0], readout.FitSamples(), {}
+        gain = schedule.alpha_sigma(DIRECT_GAMMA, np)[1] * c[:, 0, 0]  # d mean / d raw mean, per coefficient
+        for (y0, y1, x0, x1), crops in readout.fit_tiles(rects, *mask.shape[1:]):
+            tile = details[:, y0:y1, x0:x1]
+            views_of = list(self._teacher_forced_views(tile, coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1], chroma,
+                                                       level, (y0, x0), True))
+            kept[(y0, x0)] = tile, views_of
+            crop = np.zeros(tile.shape[1:], dtype=bool)
+            for cy0, cy1, cx0, cx1 in crops:
+                crop[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = True
+            for (index, group, views), g in zip(views_of, self._corrected_groups(views_of, tile, level, None)):
+                k, yy, xx = np.nonzero(group)
+                inside = crop[yy, xx]
+                if inside.any():
+                    samples.add(index, group & crop, (y0, x0), g.symbols[inside], g.mean[inside], g.scale[inside],
+                                gain[k[inside]], [(v.features[:, inside], v.signs[inside]) for v in views])
+        weights = readout.choose(samples, int(mask.sum()), self.model.config.width)
+        return weights, {origin: self._corrected_groups(views_of, tile, level, weights)
+                         for origin, (tile, views_of) in kept.items()}
 
     def _teacher_forced_views(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
-                              level: int, origin: tuple[int, int], weights: np.ndarray | None, features: bool = False
-                              ) -> Iterator[tuple[int, np.ndarray, list[tuple[np.ndarray, ...]]]]:
+                              level: int, origin: tuple[int, int], features: bool = False
+                              ) -> Iterator[tuple[int, np.ndarray, list[GroupView]]]:
         """Each context group of a tile (index, mask) in coding order with the direct model's `_views`
         of it given the true values of the groups before it."""
         c = self._level_constants(level, 0)[0]
         band, y = mask[:3].astype(np.float64), details / c
         known = np.zeros(mask.shape, dtype=bool)
         for index, group in self._direct_groups(mask, origin):
-            yield index, group, self._views(known, y, coarse, band, chroma, level, weights, features)
+            yield index, group, self._views(known, y, coarse, band, chroma, level, group, features)
             known |= group
 
     def coded_groups(self, groups: list[DirectGroup], calibrated: np.ndarray, mask: np.ndarray,
@@ -225,9 +254,10 @@ class Codec:
         details = np.zeros(mask.shape, dtype=np.int64)
         known, seen = np.zeros(mask.shape, dtype=bool), surprise.SurpriseMap(mask.shape)
         for index, group in self._direct_groups(mask, origin):
-            mean, scale = self._combine_views(self._views(known, details / c, coarse, band, chroma, level, weights), c)
-            mean, scale, shapes, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean[group],
-                                                            scale[group], seen, group)
+            views = self._views(known, details / c, coarse, band, chroma, level, group, weights is not None)
+            mean, scale = self._combine_views(views, np.nonzero(group)[0], c, weights)
+            mean, scale, shapes, buckets = self._calibrated(calibrated, index, coefficient_bands(group), mean, scale,
+                                                            seen, group)
             coded_scale = surprise.apply(table, buckets, scale)
             if self.shaped:
                 details[group] = stack.pop_mixture(mean, coded_scale, calibration.shape_weights(shapes), -VALUE_LIMIT,
@@ -366,32 +396,35 @@ class Codec:
         return stack.pop("laplace", 0.0, scale, shape[0] * shape[1], -readout.LIMIT, readout.LIMIT).reshape(shape)
 
     def _views(self, known: np.ndarray, y: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float,
-               level: int, weights: np.ndarray | None, features: bool = False) -> list[tuple[np.ndarray, ...]]:
-        """The direct model given the coefficients marked `known` (values y), once per flipped view:
-        (raw outputs (27, h, w) with the readout correction `weights` added, the network's features
-        (F, h, w) when asked for or corrected, else None, the view's signs (9, 1, 1)), all flipped back."""
+               level: int, group: np.ndarray, features: bool = False) -> list[GroupView]:
+        """The direct model's outputs for the coefficients of `group` given those marked `known` (values
+        y), once per flipped view, flipped back (with the network's features when asked for)."""
         views, known_y = [], y * known
-        wanted = features or weights is not None
+        k, yy, xx = np.nonzero(group)
         for axes in VIEW_FLIPS[self.views]:
             signs = view_signs(axes)
             out = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
-                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=wanted)
-            raw, feats = (np.flip(a, axes) for a in out) if wanted else (np.flip(out, axes), None)
-            views.append((readout.add_delta(raw, weights, feats), feats, signs))
+                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=features)
+            raw, feats = (np.flip(a, axes) for a in out) if features else (np.flip(out, axes), None)
+            views.append(GroupView(raw[k, yy, xx], raw[COEFS + k, yy, xx], None if feats is None else feats[:, yy, xx],
+                                   signs[k, 0, 0]))
         return views
 
     @staticmethod
-    def _combine_views(views: list[tuple[np.ndarray, ...]], c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Laplace (mean, scale) of the direct model from its `_views`: with several, the mean of their
-        means and the geometric mean of their scales."""
+    def _combine_views(views: list[GroupView], k: np.ndarray, c: np.ndarray, weights: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Laplace (mean, scale) of the direct model for coefficients `k` from their `_views`, each
+        view's raw means corrected by the readout `weights` if any: with several views, the mean of
+        their means and the geometric mean of their scales (summed view by view, in order)."""
         params = []
-        for raw, _, signs in views:
-            raw_mean, raw_ls, _ = np.split(raw, 3)
-            mean, scale = schedule.decoder_laplace(0.0, raw_mean, raw_ls, DIRECT_GAMMA, c, np)
-            params.append((mean * signs, scale))
+        for v in views:
+            raw_mean = v.raw_mean if weights is None else v.raw_mean + readout.delta(weights, k, v.features)
+            mean, scale = schedule.decoder_laplace(0.0, raw_mean, v.raw_log_scale, DIRECT_GAMMA, c[k, 0, 0], np)
+            params.append((mean * v.signs, scale))
         if len(params) == 1:  # as it was before views: exp(log(scale)) need not give scale back bit for bit
             return params[0]
-        return np.mean([m for m, _ in params], axis=0), np.exp(np.mean([np.log(s) for _, s in params], axis=0))
+        means, log_scales = [m for m, _ in params], [np.log(s) for _, s in params]
+        return sum(means[1:], means[0]) / len(means), np.exp(sum(log_scales[1:], log_scales[0]) / len(log_scales))
 
     def _reverse(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int,
                  gamma_s: float, gamma_t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -498,18 +531,20 @@ class Codec:
         calibration can be chosen from the whole level."""
         mask = coef_mask(plan.shape, plan.chroma)
         refits = self._refits(mask)  # only at T = 0, where every tile is direct
-        weights = None
+        weights, fitted = None, {}
         if refits and self.fit_readout:
-            weights = readout.choose(self.readout_samples(details, coarse, mask, plan.chroma, plan.level),
-                                     int(mask.sum()), self.model.config.width)
+            weights, fitted = self.fit_readout_weights(details, coarse, mask, plan.chroma, plan.level,
+                                                       [rect for rect, _ in plan.rects])
         direct = {}
         for (y0, y1, x0, x1), coded in plan.rects:
-            if self.tile_steps(coded) == 0:
+            if (y0, x0) in fitted:
+                direct[(y0, x0)] = fitted.pop((y0, x0))
+            elif self.tile_steps(coded) == 0:
                 direct[(y0, x0)] = self.direct_groups(details[:, y0:y1, x0:x1], coarse[:, y0:y1, x0:x1],
                                                       mask[:, y0:y1, x0:x1], plan.chroma, plan.level, (y0, x0),
                                                       weights)
-                if progress:  # the network's work on a direct tile is done here
-                    progress((y1 - y0) * (x1 - x0))
+            if progress and (y0, x0) in direct:  # the network's work on a direct tile is done here
+                progress((y1 - y0) * (x1 - x0))
         choice = self.choose_calibration(list(direct.values()))
         for (y0, y1, x0, x1), _ in plan.rects:  # in place, so a level's model outputs are held once
             if (y0, x0) in direct:

@@ -4,19 +4,20 @@ The direct model's raw mean of coefficient k is a linear readout (a 1x1 conv) of
 features h. Where an image differs from the training photos (film grain, chroma that was subsampled
 once, another sharpness) that readout is off for the whole image in ways that the calibration's
 scale multipliers and mean factors per key cannot undo. For each (region, plane, level) with at
-least MIN_POSITIONS positions, an encoder asked to (`compress --refit`) runs the network on a few
-crops of the level (FIT_POSITIONS positions in all) and fits
+least MIN_POSITIONS positions, an encoder asked to (`compress --refit`) keeps the network's outputs
+and features for the level's tiles holding a few crops spread over it (`fit_tiles`) and fits
 
     raw_mean_k += w_k . h + b_k      (k = 0..8)
 
-by minimising the Laplace codelength of the crops' coefficients, once on each of two folds of them.
+by minimising the Laplace codelength of the crops' coefficients (FIT_POSITIONS positions in all), once on each of two folds of them.
 The mean of the two fits, rounded to multiples of STEP, is sent when the saving each fit makes on
 the *other* fold, scaled to the level, pays for its bits; else a flag says there is none. Both
-sides add the correction in float64, feature by feature, to every view's outputs before anything
-else sees them. On the held-out photos (benchmarks/results/readout/) correcting the log-scales too
-made two of seven photos larger after calibration (+0.2%, +0.27%), the means alone none by
-more than 0.01%. Fitting is torch
-(autograd, L-BFGS); applying it is numpy.
+sides add the correction in float64, feature by feature, to every view's raw means before anything
+else sees them; since the combined mean is linear in the weights, the fit works on the views'
+sign-averaged features, at a cost that does not grow with the view count. On the held-out photos
+(benchmarks/results/readout/) correcting the log-scales too made two of seven photos larger after
+calibration (+0.2%, +0.27%), the means alone none by more than 0.01%. Fitting is torch (autograd,
+L-BFGS); applying it is numpy.
 """
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ import numpy as np
 import torch
 
 from . import calibration, schedule
-from .prior import COEFS, DIRECT_GAMMA
+from .prior import COEFS
 
 STEP = 2.0**-9  # weights are sent as integer multiples of STEP
 MIN_POSITIONS = 1 << 13  # smaller levels carry no flag (too few coefficients to pay for ROWS x (F + 1) weights)
-FIT_POSITIONS = 1 << 14  # positions the fit sees: the whole level, or crops of it
-CROP = 64  # side of the fit crops of larger levels
+FIT_POSITIONS = 1 << 15  # positions the fit sees: the whole level, or crops of it
+CROP = 90  # side of the fit crops of larger levels
 ROWS = COEFS  # corrected outputs: the 9 raw means
 FIT_ITERATIONS = 30
 FOLD_BLOCK = 16  # the fit's two folds are a checkerboard of FOLD_BLOCK x FOLD_BLOCK blocks of positions
@@ -43,8 +44,7 @@ Rect = tuple[int, int, int, int]
 
 def fit_crops(height: int, width: int) -> list[Rect]:
     """Rectangles (y0, y1, x0, x1) of a level's (height, width) position grid that the fit sees: the
-    whole level if it is small, else FIT_POSITIONS / CROP^2 crops centred in a grid of equal cells
-    (origins even, so the crops' context-group phases are the level's)."""
+    whole level if it is small, else FIT_POSITIONS / CROP^2 crops centred in a grid of equal cells."""
     if height * width <= FIT_POSITIONS:
         return [(0, height, 0, width)]
     count = FIT_POSITIONS // (CROP * CROP)
@@ -54,61 +54,65 @@ def fit_crops(height: int, width: int) -> list[Rect]:
     rects = []
     for i in range(rows):
         for j in range(cols):
-            y0 = int(np.clip((height * (2 * i + 1)) // (2 * rows) - side_y // 2, 0, height - side_y)) // 2 * 2
-            x0 = int(np.clip((width * (2 * j + 1)) // (2 * cols) - side_x // 2, 0, width - side_x)) // 2 * 2
+            y0 = int(np.clip((height * (2 * i + 1)) // (2 * rows) - side_y // 2, 0, height - side_y))
+            x0 = int(np.clip((width * (2 * j + 1)) // (2 * cols) - side_x // 2, 0, width - side_x))
             rects.append((y0, y0 + side_y, x0, x0 + side_x))
     return rects
 
 
-def delta(weights: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """(ROWS, h, w) corrections of the raw outputs from integer `weights` (ROWS, F + 1) and the network's
-    features (F, h, w), in float64 summed feature by feature (the same order on both sides)."""
+def fit_tiles(rects: list[Rect], height: int, width: int) -> list[tuple[Rect, list[Rect]]]:
+    """The tiles among `rects` that the fit sees, each with its crops: every one of `fit_crops` of a
+    level's (height, width) grid moved into the tile holding its centre (cut to it where the tile is
+    smaller), so the fit keeps at most one tile's network outputs per crop and runs no network itself;
+    every tile of a small level, whole."""
+    if height * width <= FIT_POSITIONS:
+        return [(rect, [rect]) for rect in rects]
+    crops: dict[Rect, list[Rect]] = {}
+    for y0, y1, x0, x1 in fit_crops(height, width):
+        tile = next(r for r in rects if r[0] <= (y0 + y1) // 2 < r[1] and r[2] <= (x0 + x1) // 2 < r[3])
+        side_y, side_x = min(y1 - y0, tile[1] - tile[0]), min(x1 - x0, tile[3] - tile[2])
+        top, left = int(np.clip(y0, tile[0], tile[1] - side_y)), int(np.clip(x0, tile[2], tile[3] - side_x))
+        crops.setdefault(tile, []).append((top, top + side_y, left, left + side_x))
+    return list(crops.items())
+
+
+def delta(weights: np.ndarray, k: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Corrections of the raw means of coefficients `k` (n,) from integer `weights` (ROWS, F + 1) and
+    the network's features at them (F, n), in float64 summed feature by feature (the same order on both sides)."""
     w = weights.astype(np.float64) * STEP
-    out = np.broadcast_to(w[:, -1, None, None], (ROWS,) + features.shape[1:]).copy()
+    out = w[k, -1]
     for f in range(features.shape[0]):
-        out += w[:, f, None, None] * features[f]
+        out = out + w[k, f] * features[f]
     return out
 
 
-def add_delta(raw: np.ndarray, weights: np.ndarray | None, features: np.ndarray) -> np.ndarray:
-    """Raw outputs (27, h, w) with the readout correction added to their first ROWS (the raw means)."""
-    if weights is None:
-        return raw
-    raw = raw.copy()
-    raw[:ROWS] += delta(weights, features)
-    return raw
-
-
 class FitSamples:
-    """Coefficients of a level's fit crops with what the fit needs: their fold, and per view the
-    features at the coefficient's position, its raw mean and log-scale, and the sign the view's mean takes."""
+    """Coefficients of a level's fit tiles with what the fit needs: their fold, calibration key, the
+    direct model's Laplace (mean, scale) for them and how the mean moves with the weights of their row
+    k (the views' sign-averaged features, with a constant 1, times d mean / d raw mean)."""
 
     def __init__(self):
         self.parts: list[dict[str, np.ndarray]] = []
 
-    def add(self, index: int, group: np.ndarray, origin: tuple[int, int], symbols: np.ndarray, c: np.ndarray,
-            views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    def add(self, index: int, group: np.ndarray, origin: tuple[int, int], symbols: np.ndarray, mean: np.ndarray,
+            scale: np.ndarray, gain: np.ndarray, views: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Record context group `index` (its (9, h, w) mask at `origin` in the level, symbols in mask
-        order, c (9, 1, 1)) and its views' (raw outputs (27, h, w), features (F, h, w), signs (9, 1, 1)),
-        all in the tile's frame."""
+        order), its uncorrected Laplace (mean, scale), the mean's gain per unit of raw mean, and its
+        views' (features (F, n), signs (n,)) at its coefficients."""
         k, yy, xx = np.nonzero(group)
+        signed = sum(np.concatenate([f, np.ones((1, k.size), np.float32)]) * s for f, s in views) / len(views)
         self.parts.append(dict(
             k=k, key=index * 3 + k % 3, fold=((yy + origin[0]) // FOLD_BLOCK + (xx + origin[1]) // FOLD_BLOCK) % 2,
-            symbols=symbols.astype(np.float64), c=c[k, 0, 0],
-            features=np.stack([f[:, yy, xx].T for _, f, _ in views], 1),
-            raw_mean=np.stack([r[k, yy, xx] for r, _, _ in views], 1),
-            raw_log_scale=np.stack([r[COEFS + k, yy, xx] for r, _, _ in views], 1),
-            sign=np.stack([s[k, 0, 0] for _, _, s in views], 1)))
+            symbols=symbols.astype(np.float64), mean=mean, scale=scale,
+            design=(signed * gain).T.astype(np.float32)))
 
     @property
     def size(self) -> int:
         return sum(p["k"].size for p in self.parts)
 
     def folds(self) -> list[list[tuple[int, dict[str, torch.Tensor]]]]:
-        """The samples of each fold split by coefficient index k, as float64 tensors (features with a
-        constant 1 appended)."""
+        """The samples of each fold split by coefficient index k, as float64 tensors."""
         whole = {key: np.concatenate([p[key] for p in self.parts]) for key in self.parts[0]}
-        whole["features"] = np.concatenate([whole["features"], np.ones(whole["features"].shape[:2] + (1,), np.float32)], 2)
         return [[(k, {key: torch.from_numpy(v[chosen]).to(torch.float64) for key, v in whole.items()
                       if key not in ("k", "fold")})
                  for k in np.unique(whole["k"]) if (chosen := (whole["k"] == k) & (whole["fold"] == fold)).any()]
@@ -118,12 +122,9 @@ class FitSamples:
 def _params(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor
             ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
     """Per coefficient index: (its samples, Laplace mean, scale) under the model with float `weights`
-    (ROWS, F + 1) added, views combined as the codec combines them."""
-    gamma = torch.tensor(DIRECT_GAMMA, dtype=torch.float64)
+    (ROWS, F + 1) added; the mean is linear in them, views combined (the mean of their means)."""
     for k, t in samples:
-        mean, scale = schedule.decoder_laplace(0.0, t["raw_mean"] + t["features"] @ weights[k], t["raw_log_scale"],
-                                               gamma, t["c"][:, None], torch)
-        yield t, (mean * t["sign"]).mean(1), torch.exp(torch.log(scale).mean(1))
+        yield t, t["mean"] + t["design"] @ weights[k], t["scale"]
 
 
 def _bits(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor) -> torch.Tensor:
