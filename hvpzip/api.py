@@ -21,6 +21,9 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "hvpzip-small"
 DEFAULT_VIEWS = 2  # flipped views the direct model averages unless told otherwise (codec.VIEW_FLIPS); chosen on
 # held-out photos (benchmarks/direct_coding.py --views 1,2,4): -0.7% at 1.9x the time, 4 views only -0.2% more at 1.8x again
+DEFAULT_REFIT = True  # whether the encoder fits the readout correction: -0.13% on the held-out photos at 1.3x
+# the encoding time since it fits on the outputs it codes with; with 4 views a Kodak encode took past 60 s
+# (benchmarks/README.md, "Readout fit on the coded tiles")
 
 
 class ModelMismatchError(FormatError):
@@ -117,7 +120,7 @@ def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
                  progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None,
-                 views: int = DEFAULT_VIEWS, refit: bool = False) -> Compressed:
+                 views: int = DEFAULT_VIEWS, refit: bool = DEFAULT_REFIT) -> Compressed:
     """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its
     codelength. `views` (1, 2 or 4) trades the direct model's network time for a smaller file, and so
     does `refit` (fit the per-image readout correction, `readout`) with encoding time alone."""
@@ -147,7 +150,7 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
 
 
 def compress(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,
-             views: int = DEFAULT_VIEWS, refit: bool = False) -> bytes:
+             views: int = DEFAULT_VIEWS, refit: bool = DEFAULT_REFIT) -> bytes:
     """Compress a uint8 array ((H, W) or (H, W, 1-4)) to .hvpz bytes."""
     return encode_image(pixels, steps, model, views=views, refit=refit).data
 

@@ -78,16 +78,20 @@ def reference_codecs() -> dict[str, Codec]:
     return codecs
 
 
-def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None, refit: bool = False
-                 ) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
+REFIT_LABELS = {None: "", True: "-refit", False: "-norefit"}  # hvpzip label suffix per refit setting
+
+
+def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None,
+                 refit: bool | None = None) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
     """hvpzip through its public API (the same path as the CLI); encode also returns neg-ELBO bits.
-    `model_path` None is the default model, `views` None the default view count, `refit` as compress --refit."""
-    from .api import DEFAULT_VIEWS, decompress, encode_image, load_model
+    `model_path` None is the default model, `views` None the default view count, `refit` None
+    compress's default, else as compress --refit / --no-refit."""
+    from .api import DEFAULT_REFIT, DEFAULT_VIEWS, decompress, encode_image, load_model
 
     model = load_model(model_path)
 
     def enc(a: np.ndarray) -> tuple[bytes, float]:
-        r = encode_image(a, steps, model, views=views or DEFAULT_VIEWS, refit=refit)
+        r = encode_image(a, steps, model, views=views or DEFAULT_VIEWS, refit=DEFAULT_REFIT if refit is None else refit)
         return r.data, r.neg_elbo_bits
 
     return enc, lambda b: decompress(b, model)
@@ -95,18 +99,19 @@ def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int |
 
 def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None],
                 model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,),
-                refit_list: tuple[bool, ...] = (False,)) -> list[Row]:
+                refit_list: tuple[bool | None, ...] = (None,)) -> list[Row]:
     """Every codec on one image; each round trip verified bit-exact (a mismatch raises). hvpzip runs at
     each step count, view count (None: the default; labelled with its count only when given) and
-    readout refit setting (labelled -refit when on; at T = 0 and the default steps only)."""
+    readout refit setting (None: the default, unlabelled; else -refit / -norefit; at T = 0 and the
+    default steps only, as T >= 1 fits nothing)."""
     pixels = np.array(Image.open(path).convert("RGB"))
     h, w = pixels.shape[:2]
     refs = reference_codecs()
     rows = []
     for name in codec_names:
-        variants = ([(f"hvpzip-T{'default' if s is None else s}" + (f"-v{v}" if v else "") + ("-refit" if r else ""),
-                      s, v, r) for s in steps_list for v in views_list for r in refit_list
-                     if not (r and s)]  # the readout correction is a T = 0 thing: no T >= 1 refit twins
+        variants = ([(f"hvpzip-T{'default' if s is None else s}" + (f"-v{v}" if v else "") + REFIT_LABELS[r],
+                      s, v, r) for s in steps_list for v in views_list for r in (refit_list if not s else (None,))]
+                    # the readout correction is a T = 0 thing: no T >= 1 refit twins
                     if name == "hvpzip" else [(name, None, None, False)])
         for label, steps, views, refit in variants:
             enc, dec = hvpzip_codec(steps, model_path, views, refit) if name == "hvpzip" else refs[name]
@@ -127,7 +132,7 @@ def bench_image(path: Path, codec_names: list[str], steps_list: list[int | None]
 def run_benchmark(folder: Path, codec_names: list[str], steps_list: list[int | None], limit: int | None,
                   workers: int = 1, progress: Callable[[Row], None] | None = None,
                   model_path: Path | None = None, views_list: tuple[int | None, ...] = (None,),
-                  refit_list: tuple[bool, ...] = (False,)) -> list[Row]:
+                  refit_list: tuple[bool | None, ...] = (None,)) -> list[Row]:
     """`bench_image` over the first `limit` images of a folder, in `workers` processes."""
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial

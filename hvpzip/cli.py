@@ -156,17 +156,17 @@ def _model(model_path: Path | None):
 @click.option("--views", type=click.Choice(["1", "2", "4"]), default=None,
               help="Flipped views of each tile whose predictions the direct model averages: more views, "
                    "smaller files, proportionally more time to compress and decompress [default: 2].")
-@click.option("--refit", is_flag=True,
+@click.option("--refit/--no-refit", default=None,
               help="Fit a correction of the model's readout to each image and send it where it pays: "
-                   "files up to ~1% smaller, compression slower, decompression as fast.")
+                   "files up to ~1% smaller, compression slower, decompression as fast [default: --refit].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Print a summary line per input on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @model_option
 def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int | None, views: str | None,
-             refit: bool, as_json: bool, verbose: bool, quiet: bool, model_path: Path | None) -> None:
+             refit: bool | None, as_json: bool, verbose: bool, quiet: bool, model_path: Path | None) -> None:
     """Compress images (PNG or anything Pillow reads) to .hvpz files, losslessly."""
-    from .api import DEFAULT_VIEWS, encode_image, mode_of, work_units
+    from .api import DEFAULT_REFIT, DEFAULT_VIEWS, encode_image, mode_of, work_units
     from .images import read_image
 
     _check_stdout(inputs, out, as_json)
@@ -182,7 +182,8 @@ def compress(inputs: tuple[str, ...], out: str | None, force: bool, steps: int |
         h, w = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         with _progress_bar(work_units(h, w, mode_of(pixels)), quiet, name) as bar:
-            result = encode_image(pixels, steps, model, bar.update, source.meta, int(views or DEFAULT_VIEWS), refit)
+            result = encode_image(pixels, steps, model, bar.update, source.meta, int(views or DEFAULT_VIEWS),
+                                  DEFAULT_REFIT if refit is None else refit)
         seconds = time.perf_counter() - start
         _write_output(target, result.data, force)
         record = {"input": name, "output": target, "width": w, "height": h, "channels": channels,
@@ -463,8 +464,9 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
               help="hvpzip step counts to run, comma-separated (e.g. 0,4); 'default' is the model's.")
 @click.option("--views", "views_text", default=None,
               help="hvpzip view counts to run, comma-separated (e.g. 1,4) [default: compress's default, unlabelled].")
-@click.option("--refit", "refit_text", type=click.Choice(["off", "on", "off,on"]), default="off", show_default=True,
-              help="hvpzip without and/or with compress --refit (labelled -refit).")
+@click.option("--refit", "refit_text", type=click.Choice(["default", "off", "on", "off,on"]), default="default",
+              show_default=True, help="hvpzip as compress --no-refit and/or --refit (labelled -norefit, -refit) "
+                                      "or, unlabelled, its default.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Images in parallel (timings then share the CPU).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -497,7 +499,7 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
         folder = find_dataset(dataset, data_dir)
         rows = harness.run_benchmark(folder, names, steps_list, limit, workers, lambda r: click.echo(
             f"{r.image} {r.codec}: {r.bpsp:.4f} bpsp, {r.encode_s:.1f} + {r.decode_s:.1f} s", err=True),
-            model_path, views_list, tuple(r == "on" for r in refit_text.split(",")))
+            model_path, views_list, tuple({"default": None, "off": False, "on": True}[r] for r in refit_text.split(",")))
     except (FileNotFoundError, RuntimeError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(harness.summarize(rows))

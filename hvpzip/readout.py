@@ -1,4 +1,4 @@
-"""Per-image readout correction (format 8, opt-in): a per-level refit of the direct model's mean readout.
+"""Per-image readout correction (format 8, fitted by default): a per-level refit of the direct model's mean readout.
 
 The direct model's raw mean of coefficient k is a linear readout (a 1x1 conv) of the network's last
 features h. Where an image differs from the training photos (film grain, chroma that was subsampled

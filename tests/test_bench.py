@@ -42,10 +42,11 @@ def test_bench_views_and_refit_are_labelled(folder):
                                   "--views", "1,2", "--limit", "1"])
     assert r.exit_code == 0, r.output
     assert "| hvpzip-T0-v1 | 1 |" in r.stdout and "| hvpzip-T0-v2 | 1 |" in r.stdout
-    r = CliRunner().invoke(main, ["bench", "--dataset", str(folder), "--codecs", "hvpzip", "--steps", "0",
+    r = CliRunner().invoke(main, ["bench", "--dataset", str(folder), "--codecs", "hvpzip", "--steps", "0,1",
                                   "--refit", "off,on", "--limit", "1"])
     assert r.exit_code == 0, r.output
-    assert "| hvpzip-T0 | 1 |" in r.stdout and "| hvpzip-T0-refit | 1 |" in r.stdout
+    assert "| hvpzip-T0-norefit | 1 |" in r.stdout and "| hvpzip-T0-refit | 1 |" in r.stdout
+    assert "| hvpzip-T1 | 1 |" in r.stdout and "T1-" not in r.stdout  # T >= 1 fits nothing: one variant
 
 
 @pytest.mark.parametrize("args,fragment", [
