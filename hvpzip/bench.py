@@ -81,8 +81,8 @@ def reference_codecs() -> dict[str, Codec]:
 REFIT_LABELS = {None: "", True: "-refit", False: "-norefit"}  # hvpzip label suffix per refit setting
 
 
-def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None,
-                 refit: bool | None = None) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
+def hvpzip_codec(steps: int | None, model_path: Path | None = None, views: int | None = None, refit: bool | None = None
+                 ) -> tuple[Callable[[np.ndarray], tuple[bytes, float]], Callable[[bytes], np.ndarray]]:
     """hvpzip through its public API (the same path as the CLI); encode also returns neg-ELBO bits.
     `model_path` None is the default model, `views` None the default view count, `refit` None
     compress's default, else as compress --refit / --no-refit."""

@@ -165,19 +165,20 @@ class Codec:
             tile = details[:, y0:y1, x0:x1]
             views_of = list(self._teacher_forced_views(tile, coarse[:, y0:y1, x0:x1], mask[:, y0:y1, x0:x1], chroma,
                                                        level, (y0, x0), True))
-            kept[(y0, x0)] = tile, views_of
+            uncorrected = self._corrected_groups(views_of, tile, level, None)
+            kept[(y0, x0)] = tile, views_of, uncorrected
             crop = np.zeros(tile.shape[1:], dtype=bool)
             for cy0, cy1, cx0, cx1 in crops:
                 crop[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = True
-            for (index, group, views), g in zip(views_of, self._corrected_groups(views_of, tile, level, None)):
+            for (index, group, views), g in zip(views_of, uncorrected):
                 k, yy, xx = np.nonzero(group)
                 inside = crop[yy, xx]
                 if inside.any():
                     samples.add(index, group & crop, (y0, x0), g.symbols[inside], g.mean[inside], g.scale[inside],
                                 gain[k[inside]], [(v.features[:, inside], v.signs[inside]) for v in views])
         weights = readout.choose(samples, int(mask.sum()), self.model.config.width)
-        return weights, {origin: self._corrected_groups(views_of, tile, level, weights)
-                         for origin, (tile, views_of) in kept.items()}
+        return weights, {origin: self._corrected_groups(views_of, tile, level, weights) if weights is not None
+                         else uncorrected for origin, (tile, views_of, uncorrected) in kept.items()}
 
     def _teacher_forced_views(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float,
                               level: int, origin: tuple[int, int], features: bool = False
@@ -406,8 +407,8 @@ class Codec:
             out = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
                               level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=features)
             raw, feats = (np.flip(a, axes) for a in out) if features else (np.flip(out, axes), None)
-            views.append(GroupView(raw[k, yy, xx], raw[COEFS + k, yy, xx], None if feats is None else feats[:, yy, xx],
-                                   signs[k, 0, 0]))
+            views.append(GroupView(raw[k, yy, xx], raw[COEFS + k, yy, xx],
+                                   None if feats is None else feats[:, yy, xx], signs[k, 0, 0]))
         return views
 
     @staticmethod
