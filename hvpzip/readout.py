@@ -4,12 +4,13 @@ The direct model's raw mean of coefficient k is a linear readout (a 1x1 conv) of
 features h. Where an image differs from the training photos (film grain, chroma that was subsampled
 once, another sharpness) that readout is off for the whole image in ways that the calibration's
 scale multipliers and mean factors per key cannot undo. For each (region, plane, level) with at
-least MIN_POSITIONS positions, an encoder asked to (`compress --refit`) keeps the network's outputs
-and features for the level's tiles holding a few crops spread over it (`fit_tiles`) and fits
+least MIN_POSITIONS positions, the encoder (unless told `compress --no-refit`) keeps the network's
+outputs and features for the level's tiles holding a few crops spread over it (`fit_tiles`) and fits
 
     raw_mean_k += w_k . h + b_k      (k = 0..8)
 
-by minimising the Laplace codelength of the crops' coefficients (FIT_POSITIONS positions in all), once on each of two folds of them.
+by minimising the Laplace codelength of the crops' coefficients (FIT_POSITIONS positions in all),
+once on each of two folds of them.
 The mean of the two fits, rounded to multiples of STEP, is sent when the saving each fit makes on
 the *other* fold, scaled to the level, pays for its bits; else a flag says there is none. Both
 sides add the correction in float64, feature by feature, to every view's raw means before anything
