@@ -112,10 +112,11 @@ def format_codec(prior: MultiscalePrior, steps: int, version: int, views: int = 
     """The codec as a format version lays out the payload: versions 1 and 2 cut T = 0 levels into
     bits-back tiles, 3 into plain tiles, 4 adds the per-level scale calibration, 5 the view count, 6
     the calibrated shape of the direct coefficients' distribution, 7 the surprise tables, 8 the
-    per-image readout correction (fitted when encoding with `refit`); 9 changes only how the network
-    runs (`deterministic_coding`)."""
+    per-image readout correction (fitted when encoding with `refit`); 9 and 10 change only how the
+    network runs (9: `deterministic_coding`, 10: on channels-last tensors)."""
     return Codec(prior, steps, DIRECT_TILE if version >= 3 else None, calibrated=version >= 4, views=views,
-                 shaped=version >= 6, surprising=version >= 7, refitted=version >= 8, fit_readout=refit)
+                 shaped=version >= 6, surprising=version >= 7, refitted=version >= 8, fit_readout=refit,
+                 channels_last=version >= 10)
 
 
 def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | None = None,

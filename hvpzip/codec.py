@@ -100,11 +100,12 @@ class Codec:
     `refitted`: at T = 0, levels of at least `readout.MIN_POSITIONS` positions carry a flag and may
     carry a correction of the direct model's readout fitted to the image (`readout`, format 8 on),
     which the encoder fits only when `fit_readout` (it costs encoding time; the decoder reads either).
+    `channels_last`: the network runs on channels-last tensors (format 10 on; `prior.raw_outputs`).
     """
 
     def __init__(self, model: MultiscalePrior, steps: int, direct_tile: int | None = DIRECT_TILE,
                  calibrated: bool = True, views: int = 1, shaped: bool = True, surprising: bool = True,
-                 refitted: bool = True, fit_readout: bool = False):
+                 refitted: bool = True, fit_readout: bool = False, channels_last: bool = True):
         if views not in VIEW_FLIPS:
             raise ValueError(f"views must be one of {sorted(VIEW_FLIPS)}, not {views}")
         self.model, self.steps = model, steps
@@ -114,6 +115,7 @@ class Codec:
         self.surprising = surprising and self.shaped
         self.refitted = refitted and self.calibrated and self.direct_tile is not None
         self.fit_readout = fit_readout and self.refitted
+        self.channels_last = channels_last
         config = model.config
         self.group_count = len(context_groups(config.context_groups, 1, 1)) if config.context else 1
 
@@ -132,7 +134,8 @@ class Codec:
         return c, gammas, [float(g) for g in schedule.latent_grids(gammas, np)]
 
     def _net(self, z: np.ndarray, coarse: np.ndarray, band: np.ndarray, chroma: float, level: int, gamma: float):
-        return np.split(raw_outputs(self.model, z, coarse, band, chroma, level, gamma), 3)
+        out = raw_outputs(self.model, z, coarse, band, chroma, level, gamma, channels_last=self.channels_last)
+        return np.split(out, 3)
 
     # --- one tile ---------------------------------------------------------------------------------
     def direct_groups(self, details: np.ndarray, coarse: np.ndarray, mask: np.ndarray, chroma: float, level: int,
@@ -405,7 +408,8 @@ class Codec:
         for axes in VIEW_FLIPS[self.views]:
             signs = view_signs(axes)
             out = raw_outputs(self.model, np.zeros(known.shape), np.flip(coarse, axes), np.flip(band, axes), chroma,
-                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=features)
+                              level, DIRECT_GAMMA, np.flip(known, axes), np.flip(known_y, axes) * signs, features=features,
+                              channels_last=self.channels_last)
             raw, feats = (np.flip(a, axes) for a in out) if features else (np.flip(out, axes), None)
             views.append(GroupView(raw[k, yy, xx], raw[COEFS + k, yy, xx],
                                    None if feats is None else feats[:, yy, xx], signs[k, 0, 0]))

@@ -165,13 +165,15 @@ class MultiscalePrior(nn.Module):
     # --- network --------------------------------------------------------------------------
     def network(self, z: torch.Tensor, coarse: torch.Tensor, band_mask: torch.Tensor, chroma: torch.Tensor,
                 level: int, gamma: torch.Tensor, known: torch.Tensor | None = None,
-                known_y: torch.Tensor | None = None, features: bool = False) -> torch.Tensor:
+                known_y: torch.Tensor | None = None, features: bool = False,
+                channels_last: bool = False) -> torch.Tensor:
         """Raw outputs (B, 27, h, w): [mean F, decoder log-scale, reverse log-variance ratio].
 
         With context, `known` (B, 9, h, w) marks the coefficients the direct model has already
         coded and `known_y` holds their values y (zero elsewhere); both default to none known.
         `features`: return the denoiser's last features (B, width, h, w) instead, which the output
-        layer reads out.
+        layer reads out. `channels_last`: run the convolutions on channels-last tensors (about 30%
+        faster through oneDNN on CPU, with other float32 roundings).
         """
         offset = torch.tensor(COARSE_OFFSET, dtype=coarse.dtype, device=coarse.device)[None, :, None, None]
         chroma_map = chroma[:, None, None, None].expand(-1, 1, *z.shape[2:])
@@ -180,6 +182,8 @@ class MultiscalePrior(nn.Module):
             known = torch.zeros_like(z) if known is None else known
             inputs += [torch.zeros_like(z) if known_y is None else known_y * known, known]
         x = torch.cat(inputs, dim=1)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long, device=z.device)
         return (self.denoiser.features if features else self.denoiser)(x, levels, gamma)
 
@@ -281,10 +285,12 @@ def load_model(path: Path) -> tuple[MultiscalePrior, str]:
 
 def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_mask: np.ndarray, chroma: float,
                 level: int, gamma: float, known: np.ndarray | None = None,
-                known_y: np.ndarray | None = None, features: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1;
-    with `features`, also the last features (width, h, w) they were read out from, kept in float32
-    (exact: the readout correction's float64 arithmetic upcasts them losslessly, at half the memory).
+                known_y: np.ndarray | None = None, features: bool = False,
+                channels_last: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Network outputs (27, h, w) as float64 for one tile, computed in float32 with batch size 1
+    (on channels-last tensors if asked, `MultiscalePrior.network`), returned C-contiguous whatever the
+    layout; with `features`, also the last features (width, h, w) they were read out from, kept in
+    float32 (exact: the readout correction's float64 arithmetic upcasts them losslessly, at half the memory).
 
     The coder calls this with identical inputs on both sides, so the outputs are bit-identical
     (on one device type: CPU and GPU arithmetic differ).
@@ -296,8 +302,9 @@ def raw_outputs(model: MultiscalePrior, z: np.ndarray, coarse: np.ndarray, band_
                           torch.tensor([chroma], dtype=torch.float32, device=device), level,
                           torch.tensor([gamma], dtype=torch.float32, device=device),
                           None if known is None else tensor(known), None if known_y is None else tensor(known_y),
-                          features=True)
+                          features=True, channels_last=channels_last)
         out = model.denoiser.out(h)
+    array = lambda t: t[0].cpu().contiguous().numpy()
     if features:
-        return out[0].double().cpu().numpy(), h[0].cpu().numpy()
-    return out[0].double().cpu().numpy()
+        return array(out.double()), array(h)
+    return array(out.double())

@@ -136,8 +136,9 @@ def test_older_format_versions_still_decode(model, photo_crop):
     """Files from format versions 1 (no metadata block, one region), 2 (bits-back tiles at T = 0), 3
     (plain tiles, no calibration), 4 (one view, no view count in the header), 5 (Laplace only, no
     calibrated shapes), 6 (no surprise tables), 7 (no readout flags; the same bytes as 8 for an
-    image this small, whose levels are all below readout.MIN_POSITIONS) and 8 (the native
-    convolutions, not oneDNN's) stay readable, each encoded as its version ran the network; the
+    image this small, whose levels are all below readout.MIN_POSITIONS), 8 (the native
+    convolutions, not oneDNN's) and 9 (oneDNN's on contiguous tensors, not channels-last ones) stay
+    readable, each encoded as its version ran the network; the
     version byte picks the layout, so a payload under the wrong version fails the checks instead of
     giving a wrong image (8 read as 7: tests/test_readout.py)."""
     import struct
@@ -152,9 +153,16 @@ def test_older_format_versions_still_decode(model, photo_crop):
 
     data = hvpzip.compress(photo_crop, steps=0, model=model)
     header, payload = container.unpack(data)
-    assert header.version == container.VERSION == 9 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
+    assert header.version == container.VERSION == 10 and header.views == DEFAULT_VIEWS > 1 and header.meta == {}
     fields = data[6 : 6 + data[5]]
-    assert build(9, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    assert build(10, fields, payload) == data and fields[-1] == DEFAULT_VIEWS
+    with deterministic_coding(9):
+        words, _ = format_codec(model.prior, 0, 9, DEFAULT_VIEWS).encode(photo_crop, "RGB")
+    contiguous = container.words_to_bytes(words)
+    assert contiguous != payload and np.array_equal(hvpzip.decompress(build(9, fields, contiguous), model=model), photo_crop)
+    for version, body in ((10, contiguous), (9, payload)):
+        with pytest.raises(container.FormatError):
+            hvpzip.decompress(build(version, fields, body), model=model)  # run on the other layout
     with deterministic_coding(8):
         words, _ = format_codec(model.prior, 0, 8, DEFAULT_VIEWS).encode(photo_crop, "RGB")
         native = container.words_to_bytes(words)
@@ -162,7 +170,7 @@ def test_older_format_versions_still_decode(model, photo_crop):
     assert container.words_to_bytes(words) == native != payload  # other roundings, other bytes
     for version in (7, 8):
         assert np.array_equal(hvpzip.decompress(build(version, fields, native), model=model), photo_crop)
-    for version, body in ((8, payload), (9, native)):
+    for version, body in ((8, contiguous), (9, native)):
         with pytest.raises(container.FormatError):
             hvpzip.decompress(build(version, fields, body), model=model)  # run with the other network path
     viewed = {7: native}

@@ -134,7 +134,7 @@ def test_compress_refit_only_sends_a_correction_that_pays(model, photo):
     --no-refit, and every file decodes to the exact pixels."""
     plain = hvpzip.encode_image(photo, 0, model, refit=False)
     refit = hvpzip.encode_image(photo, 0, model)  # the default
-    assert container.unpack(refit.data)[0].version == container.VERSION == 9
+    assert container.unpack(refit.data)[0].version == container.VERSION == 10
     assert np.array_equal(hvpzip.decompress(refit.data, model=model), photo)
     assert refit.codelength.total <= plain.codelength.total
     sent = refit.codelength.per_term()["readout"] > 2
@@ -142,7 +142,7 @@ def test_compress_refit_only_sends_a_correction_that_pays(model, photo):
 
 
 def full_array_direct_params(coder: codec.Codec, details, coarse, mask, level, weights):
-    """The direct model's (mean, scale) per context group as formats 5 to 9 were first written: views
+    """The direct model's (mean, scale) per context group as formats 5 to 10 were first written: views
     corrected and combined on whole (9, h, w) arrays, then the group's coefficients picked; the
     gathered computation the codec runs must give them bit for bit (else old files would not decode)."""
     c = coder._level_constants(level, 0)[0]
@@ -154,7 +154,8 @@ def full_array_direct_params(coder: codec.Codec, details, coarse, mask, level, w
             signs = codec.view_signs(axes)
             raw, feats = codec.raw_outputs(coder.model, np.zeros(mask.shape), np.flip(coarse, axes), np.flip(band, axes),
                                            1.0, level, codec.DIRECT_GAMMA, np.flip(known, axes),
-                                           np.flip(y * known, axes) * signs, features=True)
+                                           np.flip(y * known, axes) * signs, features=True,
+                                           channels_last=coder.channels_last)
             raw, feats = np.flip(raw, axes).copy(), np.flip(feats, axes)
             if weights is not None:
                 w = weights.astype(np.float64) * readout.STEP
@@ -183,9 +184,9 @@ def small_level(photo):
     return dec.details[1].reshape(9, 48, 64), dec.coarse[1], plan.coef_mask(dec.shapes[1], 1.0)
 
 
-@pytest.mark.parametrize("views", [1, 2, 4])
-def test_the_codec_combines_corrected_views_bit_for_bit_as_on_whole_arrays(model, small_level, views):
-    coder = codec.Codec(model.prior, 0, views=views)
+@pytest.mark.parametrize("views,channels_last", [(1, True), (2, True), (4, True), (2, False)])
+def test_the_codec_combines_corrected_views_bit_for_bit_as_on_whole_arrays(model, small_level, views, channels_last):
+    coder = codec.Codec(model.prior, 0, views=views, channels_last=channels_last)
     weights = np.random.default_rng(4).integers(-400, 400, (readout.ROWS, model.prior.config.width + 1))
     with deterministic_coding():
         for w in (None, weights):
