@@ -67,13 +67,14 @@ def shape_weights(shapes: np.ndarray) -> np.ndarray:
     return np.asarray(SHAPE_WEIGHTS)[shapes]
 
 
-def coded_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, laplace_weight: np.ndarray | float | None
-               ) -> np.ndarray:
-    """Bits of symbols as the coder codes them, summed over the last axis: under the quantized
-    Laplace (laplace_weight None, unshaped codecs) or the mixture with that weight."""
+def coded_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray, laplace_weight: np.ndarray | float | None,
+               dtype: type = np.float32) -> np.ndarray:
+    """Bits of symbols as the coder codes them, summed over the last axis (in float64): under the
+    quantized Laplace (laplace_weight None, unshaped codecs) or the mixture with that weight, whose
+    arithmetic is float32 unless told (~1e-7 relative: the searches' estimates, 4 times faster)."""
     if laplace_weight is None:
         return laplace_bits(symbols, mean, scale)
-    return -mixture_log2prob(symbols, mean, scale, laplace_weight).sum(axis=-1)
+    return -mixture_log2prob(symbols, mean, scale, laplace_weight, dtype).sum(axis=-1, dtype=np.float64)
 
 
 def laplace_bits(symbols: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -456,7 +456,7 @@ class Codec:
                       laplace_weight: np.ndarray) -> float:
         """Push symbols under the calibrated Laplace/logistic mixture; returns their cost in bits (before escapes)."""
         stack.push_mixture(symbols, mean, scale, laplace_weight, -VALUE_LIMIT, VALUE_LIMIT)
-        return float(calibration.coded_bits(symbols, mean, scale, laplace_weight))
+        return float(calibration.coded_bits(symbols, mean, scale, laplace_weight, np.float64))
 
     # --- top image ------------------------------------------------------------------------------
     def _top_params(self) -> tuple[np.ndarray, np.ndarray]:

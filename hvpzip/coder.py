@@ -30,10 +30,11 @@ _MODEL = constriction.stream.model
 _CATEGORICAL = _MODEL.Categorical(perfect=False)
 
 
-def snap_params(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Snap (mean, std) to the shared grid; both sides of the codec call exactly this."""
-    mean = np.round(np.asarray(mean, dtype=np.float64) * MEAN_GRID) / MEAN_GRID
-    std = np.exp(np.round(np.log(np.maximum(np.asarray(std, dtype=np.float64), MIN_STD)) * LOG_STD_GRID) / LOG_STD_GRID)
+def snap_params(mean: np.ndarray, std: np.ndarray, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Snap (mean, std) to the shared grid; both sides of the codec call exactly this (in float64:
+    float32 only for estimates, `mixture_log2prob`)."""
+    mean = np.round(np.asarray(mean, dtype=dtype) * MEAN_GRID) / MEAN_GRID
+    std = np.exp(np.round(np.log(np.maximum(np.asarray(std, dtype=dtype), MIN_STD)) * LOG_STD_GRID) / LOG_STD_GRID)
     return mean, std
 
 
@@ -49,12 +50,25 @@ def mixture_cdf(x: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray) -> n
     return laplace_weight * laplace + (1.0 - laplace_weight) * logistic
 
 
-def mixture_log2prob(symbols: np.ndarray, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray) -> np.ndarray:
-    """log2 P(symbol) under the quantized mixture the coder uses (params snapped), floored at 2^-24;
-    evaluated on the far side of the mean, where the CDF is small and exact."""
-    mean, std = snap_params(mean, std)
-    distance = np.abs(np.asarray(symbols, dtype=np.float64) - mean)
-    p = mixture_cdf(0.5 - distance, std, laplace_weight) - mixture_cdf(-0.5 - distance, std, laplace_weight)
+def mixture_log2prob(symbols: np.ndarray, mean: np.ndarray, std: np.ndarray, laplace_weight: np.ndarray | float,
+                     dtype: type = np.float64) -> np.ndarray:
+    """log2 P(symbol) under the quantized mixture the coder uses (params snapped), floored at 2^-24.
+
+    Each bin's probability is taken on the far side of the mean, as differences of exponential and
+    sigmoid tails, which stay relatively exact where they are small: so the arithmetic may be float32
+    (a bin's bits ~1e-5 off, a sum's ~1e-7 relative; 4 times faster: what the encoder's searches use).
+    """
+    mean, std = snap_params(mean, std, dtype)
+    distance = np.abs(np.asarray(symbols, dtype=dtype) - mean)
+    rate = 1.0 / std
+    with np.errstate(over="ignore"):  # exp of a far tail: inf, whose sigmoid is 0 as it should be
+        lower = np.exp(-(distance + 0.5) * rate)
+        upper = np.exp(-np.abs(distance - 0.5) * rate)
+        laplace = 0.5 * (np.where(distance > 0.5, upper, 2.0 - upper) - lower)
+        rate = rate * dtype(1.0 / LOGISTIC_RATIO)
+        logistic = 1.0 / (1.0 + np.exp((distance - 0.5) * rate)) - 1.0 / (1.0 + np.exp((distance + 0.5) * rate))
+    weight = np.asarray(laplace_weight, dtype=dtype)
+    p = weight * laplace + (1.0 - weight) * logistic
     return np.log2(np.clip(p, 2.0**-24, 1.0))
 
 

@@ -92,6 +92,18 @@ def test_mixture_cost_matches_its_information_content(weight):
         assert ideal == pytest.approx(laplace, rel=1e-9)
 
 
+def test_fast_mixture_estimate_is_close_to_the_exact_cost():
+    """The float32 estimate the encoder's searches use is within 1e-6 of float64, per symbol set."""
+    rng = np.random.default_rng(4)
+    mean, scale = rng.normal(0, 5, 5000), np.exp(rng.normal(1, 1.5, 5000))
+    symbols = np.round(mean + rng.laplace(0, scale)).astype(np.int64)
+    for weight in (0.0, 0.5, 1.0):
+        exact = mixture_log2prob(symbols, mean, scale, weight)
+        fast = mixture_log2prob(symbols, mean, scale, weight, np.float32)
+        assert fast.dtype == np.float32 and np.abs(fast - exact).max() < 1e-3
+        assert fast.sum(dtype=np.float64) == pytest.approx(exact.sum(), rel=1e-6)
+
+
 def test_out_of_range_is_a_clear_error():
     with pytest.raises(ValueError, match="outside"):
         AnsStack().push("gaussian", np.array([11]), 0.0, 1.0, -10, 10)
