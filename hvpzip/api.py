@@ -19,8 +19,9 @@ from .prior import MultiscalePrior, load_model as load_model_file
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "hvpzip-small"
-DEFAULT_VIEWS = 2  # flipped views the direct model averages unless told otherwise (codec.VIEW_FLIPS); chosen on
-# held-out photos (benchmarks/direct_coding.py --views 1,2,4): -0.7% at 1.9x the time, 4 views only -0.2% more at 1.8x again
+DEFAULT_VIEWS = 3  # flipped views the direct model averages unless told otherwise (codec.VIEW_FLIPS); on the
+# held-out photos with the fit (benchmarks/README.md, "Format 10"): 3 views -0.27% against 2 at 1.25x the encoding
+# time, 4 views -0.36% at 1.5x, past 60 s on the slowest Kodak images
 DEFAULT_REFIT = True  # whether the encoder fits the readout correction: -0.13% on the held-out photos at 1.3x
 # the encoding time since it fits on the outputs it codes with; with 4 views a Kodak encode took past 60 s
 # (benchmarks/README.md, "Readout fit on the coded tiles")
@@ -123,7 +124,7 @@ def encode_image(pixels: np.ndarray, steps: int | None = None, model: Model | No
                  progress: Callable[[int], None] | None = None, meta: dict[str, bytes] | None = None,
                  views: int = DEFAULT_VIEWS, refit: bool = DEFAULT_REFIT) -> Compressed:
     """Compress a uint8 pixel array (with metadata records to keep, see `images`); also returns its
-    codelength. `views` (1, 2 or 4) trades the direct model's network time for a smaller file, and so
+    codelength. `views` (1 to 4) trades the direct model's network time for a smaller file, and so
     does `refit` (fit the per-image readout correction, `readout`) with encoding time alone."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:

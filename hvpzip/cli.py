@@ -153,9 +153,9 @@ def _model(model_path: Path | None):
 @click.option("-o", "--output", "out", default=None, help="Output file ('-' for stdout); one input only.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
-@click.option("--views", type=click.Choice(["1", "2", "4"]), default=None,
+@click.option("--views", type=click.Choice(["1", "2", "3", "4"]), default=None,
               help="Flipped views of each tile whose predictions the direct model averages: more views, "
-                   "smaller files, proportionally more time to compress and decompress [default: 2].")
+                   "smaller files, proportionally more time to compress and decompress [default: 3].")
 @click.option("--refit/--no-refit", default=None,
               help="Fit a correction of the model's readout to each image and send it where it pays: "
                    "files up to ~1% smaller, compression slower, decompression as fast [default: --refit].")
@@ -490,8 +490,8 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
     views_list: tuple[int | None, ...] = (None,)
     if views_text is not None:
         views = [v.strip() for v in views_text.split(",")]
-        if not all(v in ("1", "2", "4") for v in views):
-            raise click.UsageError("--views takes 1, 2 or 4, comma-separated")
+        if not all(v in ("1", "2", "3", "4") for v in views):
+            raise click.UsageError("--views takes 1, 2, 3 or 4, comma-separated")
         views_list = tuple(int(v) for v in views)
     if model_path is not None and "hvpzip" in names:
         _model(model_path)  # a bad model file is a one-line error before any work

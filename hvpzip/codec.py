@@ -25,7 +25,7 @@ LATENT_LIMIT = 128.0  # latents z (unit-variance scale) are coded on their grid 
 BANDS = 3  # detail bands per channel: LH, HL, HH
 # views -> the flips (axes of a (9, h, w) tile) whose direct-model predictions are averaged; on held-out
 # photos (benchmarks/direct_coding.py) more views cost proportionally more network time for a smaller file
-VIEW_FLIPS = {1: ((),), 2: ((), (1,)), 4: ((), (1,), (2,), (1, 2))}
+VIEW_FLIPS = {1: ((),), 2: ((), (1,)), 3: ((), (1,), (2,)), 4: ((), (1,), (2,), (1, 2))}  # 3: format 10 on
 # sign each band's details take under a flip of rows (axis 1) or columns (axis 2): the difference
 # across the flipped direction changes sign (exactly for Haar's LH and HH, up to rounding for HL)
 BAND_FLIP_SIGNS = {1: np.array([-1.0, 1.0, -1.0]), 2: np.array([1.0, -1.0, -1.0])}

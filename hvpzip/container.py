@@ -22,7 +22,8 @@ encoder fitted to the image (hvpzip.readout; codec.Codec.refitted).
 Version 9 (same layout as 8) runs the network through oneDNN at a fixed thread count instead of the
 native convolutions (hvpzip.api.deterministic_coding): the same model, other float32 roundings.
 Version 10 (same layout) runs those convolutions on channels-last tensors (about 30% faster; again
-other float32 roundings, so the version says which the decoder must use).
+other float32 roundings, so the version says which the decoder must use), and its encoder also writes
+a view count of 3 (codec.VIEW_FLIPS).
 Methods: 0 = bits-back ANS under the model; 1 = stored (raw pixels, for inputs the model cannot beat).
 """
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_bench_views_and_refit_are_labelled(folder):
 
 @pytest.mark.parametrize("args,fragment", [
     (["--codecs", "png,zip"], "unknown codec"),
-    (["--views", "1,3"], "--views takes"),
+    (["--views", "1,5"], "--views takes"),
     (["--refit", "yes"], "--refit"),
     (["--dataset", "no-such-dataset"], "not found"),
 ])

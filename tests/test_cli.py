@@ -95,7 +95,7 @@ def test_views_option(rgb_png):
         import io
 
         assert np.array_equal(np.array(Image.open(io.BytesIO(back.stdout_bytes))), np.array(a))
-    r = run("compress", str(rgb_png), "-f", "--views", "3")
+    r = run("compress", str(rgb_png), "-f", "--views", "5")
     assert r.exit_code == 2 and "Traceback" not in r.stderr
 
 
