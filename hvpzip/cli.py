@@ -19,9 +19,11 @@ from typing import Callable
 import click
 
 from .bench import DEFAULT_CODECS
+from .codec import VIEW_FLIPS
 from .ood import OOD_KINDS
 
 SUFFIX = ".hvpz"
+VIEW_COUNTS = tuple(str(views) for views in sorted(VIEW_FLIPS))  # what --views takes
 _CTRL_C = threading.Event()  # set once SIGINT arrived during a command, even if a library swallowed its exception
 
 
@@ -153,7 +155,7 @@ def _model(model_path: Path | None):
 @click.option("-o", "--output", "out", default=None, help="Output file ('-' for stdout); one input only.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--steps", type=click.IntRange(0, 255), default=None, help="Diffusion steps T (default: the model's).")
-@click.option("--views", type=click.Choice(["1", "2", "3", "4"]), default=None,
+@click.option("--views", type=click.Choice(VIEW_COUNTS), default=None,
               help="Flipped views of each tile whose predictions the direct model averages: more views, "
                    "smaller files, proportionally more time to compress and decompress [default: 3].")
 @click.option("--refit/--no-refit", default=None,
@@ -490,8 +492,8 @@ def bench(dataset: str, data_dir: Path | None, limit: int | None, codecs: str, s
     views_list: tuple[int | None, ...] = (None,)
     if views_text is not None:
         views = [v.strip() for v in views_text.split(",")]
-        if not all(v in ("1", "2", "3", "4") for v in views):
-            raise click.UsageError("--views takes 1, 2, 3 or 4, comma-separated")
+        if not all(v in VIEW_COUNTS for v in views):
+            raise click.UsageError(f"--views takes {', '.join(VIEW_COUNTS)}, comma-separated")
         views_list = tuple(int(v) for v in views)
     if model_path is not None and "hvpzip" in names:
         _model(model_path)  # a bad model file is a one-line error before any work

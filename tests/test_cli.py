@@ -97,6 +97,7 @@ def test_views_option(rgb_png):
         assert np.array_equal(np.array(Image.open(io.BytesIO(back.stdout_bytes))), np.array(a))
     r = run("compress", str(rgb_png), "-f", "--views", "5")
     assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert "--views [1|2|3|4]" in run("compress", "--help").stdout  # every count the codec has
 
 
 def test_refit_option(tmp_path):
