@@ -23,7 +23,7 @@ L-BFGS); applying it is numpy.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -111,40 +111,50 @@ class FitSamples:
     def size(self) -> int:
         return sum(p["k"].size for p in self.parts)
 
-    def folds(self) -> list[list[tuple[int, dict[str, torch.Tensor]]]]:
-        """The samples of each fold split by coefficient index k, as float64 tensors."""
+    def folds(self) -> list[Fold]:
+        """The samples of each fold ordered by coefficient index k."""
         whole = {key: np.concatenate([p[key] for p in self.parts]) for key in self.parts[0]}
-        return [[(k, {key: torch.from_numpy(v[chosen]).to(torch.float64) for key, v in whole.items()
-                      if key not in ("k", "fold")})
-                 for k in np.unique(whole["k"]) if (chosen := (whole["k"] == k) & (whole["fold"] == fold)).any()]
-                for fold in range(2)]
+        folds = []
+        for fold in range(2):
+            order = np.flatnonzero(whole["fold"] == fold)
+            order = order[np.argsort(whole["k"][order], kind="stable")]
+            k = whole["k"][order]
+            designs = [(int(value), torch.from_numpy(whole["design"][order[k == value]])) for value in np.unique(k)]
+            folds.append(Fold(designs, whole["key"][order], whole["symbols"][order], whole["mean"][order],
+                              whole["scale"][order]))
+        return folds
 
 
-def _params(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor
-            ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
-    """Per coefficient index: (its samples, Laplace mean, scale) under the model with float `weights`
-    (ROWS, F + 1) added; the mean is linear in them, views combined (the mean of their means)."""
-    for k, t in samples:
-        yield t, t["mean"] + t["design"] @ weights[k], t["scale"]
+class Fold(NamedTuple):
+    """One fold's samples ordered by coefficient index k: each k's design rows (n_k, F + 1), and every
+    sample's calibration key, symbol and uncorrected Laplace (mean, scale)."""
+    designs: list[tuple[int, torch.Tensor]]
+    key: np.ndarray
+    symbols: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.key.size
 
 
-def _bits(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: torch.Tensor) -> torch.Tensor:
-    """Laplace bits of the samples under the model with `weights` added: what the fit minimises."""
-    return -sum(schedule.laplace_bin_log2prob(t["symbols"], mean, scale, torch).sum()
-                for t, mean, scale in _params(samples, weights))
+def _mean_shift(fold: Fold, weights: torch.Tensor) -> torch.Tensor:
+    """How much the fold's Laplace means move with float `weights` (ROWS, F + 1) added to the raw
+    means: linear in them, views combined (the mean of their means)."""
+    return torch.cat([design.to(weights.dtype) @ weights[k] for k, design in fold.designs])
 
 
-def _calibrated_bits(samples: list[tuple[int, dict[str, torch.Tensor]]], weights: np.ndarray) -> float:
-    """Bits of the samples under the model with `weights` added as the coder pays them once each key
+def _calibrated_bits(fold: Fold, weights: np.ndarray) -> float:
+    """Bits of the fold under the model with `weights` added as the coder pays them once each key
     (context group and band) is calibrated, calibration indices included: what the decision compares."""
     with torch.no_grad():
-        parts = [(t["key"], t["symbols"], mean, scale) for t, mean, scale in _params(samples, torch.from_numpy(weights))]
-    key, symbols, mean, scale = (torch.cat(p).numpy() for p in zip(*parts))
+        mean = fold.mean + _mean_shift(fold, torch.from_numpy(weights)).numpy()
     total = 0.0
-    for chosen in (key == value for value in np.unique(key)):
-        indices = calibration.choose(symbols[chosen], mean[chosen], scale[chosen], shaped=True)
-        adjusted = calibration.apply(indices, mean[chosen], scale[chosen])
-        total += float(calibration.coded_bits(symbols[chosen], *adjusted,
+    for chosen in (fold.key == value for value in np.unique(fold.key)):
+        indices = calibration.choose(fold.symbols[chosen], mean[chosen], fold.scale[chosen], shaped=True)
+        adjusted = calibration.apply(indices, mean[chosen], fold.scale[chosen])
+        total += float(calibration.coded_bits(fold.symbols[chosen], *adjusted,
                                               calibration.shape_weights(indices[calibration.SHAPE_INDEX])))
         total += calibration.table_bits(indices, shaped=True)
     return total
@@ -161,20 +171,21 @@ def scale_index(weights: np.ndarray) -> int:
     return int(np.argmin(np.abs(np.log2(SCALES) - math.log2(max(np.abs(weights).mean(), 1.0)))))
 
 
-def _fit(samples: list[tuple[int, dict[str, torch.Tensor]]], width: int) -> np.ndarray:
-    """Float weights (ROWS, width + 1) minimising the samples' bits (L-BFGS from zero)."""
-    count = sum(t["symbols"].numel() for _, t in samples)
-    weights = torch.zeros(ROWS, width + 1, dtype=torch.float64, requires_grad=True)
+def _fit(fold: Fold, width: int) -> np.ndarray:
+    """Float weights (ROWS, width + 1) minimising the fold's Laplace bits (L-BFGS from zero), in float32:
+    the encoder's search only, whose result is rounded to STEPs and priced in float64."""
+    symbols, mean, scale = (torch.from_numpy(a).to(torch.float32) for a in (fold.symbols, fold.mean, fold.scale))
+    weights = torch.zeros(ROWS, width + 1, dtype=torch.float32, requires_grad=True)
     optimiser = torch.optim.LBFGS([weights], max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss = _bits(samples, weights) / count
+        loss = -schedule.laplace_bin_log2prob(symbols, mean + _mean_shift(fold, weights), scale, torch).mean()
         loss.backward()
         return loss
 
     optimiser.step(closure)
-    return weights.detach().numpy()
+    return weights.detach().numpy().astype(np.float64)
 
 
 def choose(samples: FitSamples, level_coefficients: int, width: int) -> np.ndarray | None:
@@ -188,7 +199,7 @@ def choose(samples: FitSamples, level_coefficients: int, width: int) -> np.ndarr
     if samples.size == 0:
         return None
     folds = samples.folds()
-    if not all(folds):
+    if not all(fold.size for fold in folds):
         return None
     fits = [_fit(fold, width) for fold in folds]
     rounded = np.clip(np.round((fits[0] + fits[1]) / 2 / STEP), -LIMIT, LIMIT).astype(np.int64)
