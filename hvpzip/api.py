@@ -24,7 +24,7 @@ DEFAULT_VIEWS = 3  # flipped views the direct model averages unless told otherwi
 # time, 4 views -0.36% at 1.5x; with the float32 fit ("Readout fit in float32") 4 views -0.09% against 3 there at
 # 1.18x the encoding time, but +0.006% on 9 training photos
 DEFAULT_REFIT = True  # whether the encoder fits the readout correction: -0.13% on the held-out photos at 1.3x
-# the encoding time since it fits on the outputs it codes with; with 4 views a Kodak encode took past 60 s
+# the encoding time since it fits on the outputs it codes with; with 4 views a Kodak encode took past 60 s in format 9
 # (benchmarks/README.md, "Readout fit on the coded tiles")
 
 
