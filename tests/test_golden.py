@@ -32,7 +32,8 @@ for path in sys.argv[1:]:
     out[path] = hashlib.sha256(hvpzip.decompress(open(path, "rb").read(), model=model).tobytes()).hexdigest()
 print(json.dumps(out))
 """
-ONE_CONV = "import torch; torch.nn.Conv2d(48, 48, 3, padding=1)(torch.zeros(1, 48, 32, 32).contiguous(memory_format=torch.channels_last))"
+ONE_CONV = ("import torch; torch.nn.Conv2d(48, 48, 3, padding=1)"
+            "(torch.zeros(1, 48, 32, 32).contiguous(memory_format=torch.channels_last))")  # large enough for oneDNN
 
 
 def test_the_golden_files_were_made_with_the_shipped_model(model):
