@@ -437,10 +437,13 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
               help="Iteration at which the --lr-final decay ends [default: --iters].")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
               help="Processes preparing training crops (0: the training process; more keeps a GPU fed).")
+@click.option("--bf16", is_flag=True,
+              help="Run the network in bfloat16 while training (torch.autocast; ~2.2x faster per step on a CPU "
+                   "with AVX512-BF16); the loss, validation and coding stay float32.")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int | None, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
           context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None,
-          decay_iters: int | None, workers: int) -> None:
+          decay_iters: int | None, workers: int, bf16: bool) -> None:
     """Train (or resume) the multiscale diffusion prior on a folder of images."""
     from .train import TrainingSetupError, train as run_training
 
@@ -450,7 +453,7 @@ def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: i
                             eval_every=eval_every, device_name=device, context=context,
                             context_groups=int(context_groups) if context_groups else None, init_from=init_from,
                             direct_share=direct_share, lr_final=lr_final, decay_iters=decay_iters, workers=workers,
-                            log=lambda s: click.echo(s, err=True))
+                            bf16=bf16, log=lambda s: click.echo(s, err=True))
     except TrainingSetupError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"model written to {path}")

@@ -185,7 +185,8 @@ class MultiscalePrior(nn.Module):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         levels = torch.full((z.shape[0],), self.level_index(level), dtype=torch.long, device=z.device)
-        return (self.denoiser.features if features else self.denoiser)(x, levels, gamma)
+        # float32 out whatever ran inside (bfloat16 under the trainer's autocast; a no-op otherwise)
+        return (self.denoiser.features if features else self.denoiser)(x, levels, gamma).float()
 
     # --- training / scoring -----------------------------------------------------------------
     def level_loss_terms(self, details: torch.Tensor, coarse: torch.Tensor, coef_mask: torch.Tensor,

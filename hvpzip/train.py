@@ -127,7 +127,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
           context: bool = False, context_groups: int | None = None, init_from: Path | None = None,
           direct_share: float | None = None, lr_final: float | None = None, decay_iters: int | None = None,
-          workers: int = 0, log: Callable[[str], None] = print) -> Path:
+          workers: int = 0, bf16: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) a prior; writes checkpoint.pt, model.pt (EMA weights) and log.jsonl to out_dir.
 
     `init_from` starts a new run from a model file's weights and architecture (plus `context` and
@@ -140,6 +140,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     `max_iters`). The model card's command gives the iteration the run stopped at as --iters (with
     --decay-iters where that differs), so a run cut short by `max_minutes` is described as it ran.
     `workers` data-loading processes prepare the crops (0: this process, as on a 2-core CPU).
+    `bf16` runs the training network under bfloat16 autocast (the loss and validation stay float32).
     """
     device = torch.device(device_name)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # each level's shapes repeat every iteration
@@ -205,9 +206,9 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         + (f" --direct-share {direct_share}" if direct_share is not None else "")
         + (f" --lr-final {lr_final}" if lr_final is not None else "") + f" --iters {iters}"
         + (f" --decay-iters {decay_iters}" if lr_final is not None and decay_iters != iters else "")
-        + (f" --workers {workers}" if workers else ""))
+        + (f" --workers {workers}" if workers else "") + (" --bf16" if bf16 else ""))
     settings = {"device": device_name, "config": asdict(config), "seed": seed, "crop": crop,
-                "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share,
+                "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share, "bf16": bf16,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
                 "init_from": init_provenance(init_from, source_run)}
@@ -225,7 +226,8 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         while not done:
             levels, tops, chroma = next(batches)
             gen = lambda j: torch.multinomial(term_probs, batch, replacement=True)
-            terms = batch_terms(model, levels, tops, chroma, T, gen, device, term_weight=lambda t: 1.0 / term_probs[t])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                terms = batch_terms(model, levels, tops, chroma, T, gen, device, term_weight=lambda t: 1.0 / term_probs[t])
             bits = terms["top"] + terms["term"] + terms["prior"]  # unbiased: direct NLL + T-step NELBO
             loss = bits.mean() / subpixels
             opt.zero_grad(set_to_none=True)
