@@ -45,10 +45,13 @@ def main() -> None:
     fit = readout.choose
     for name, (height, width, channels, seed, steps, forced) in CASES.items():
         pixels = smooth_image(height, width, channels, seed)
-        weights = np.random.default_rng(seed).integers(-40, 40, (readout.ROWS, model.prior.config.width + 1))
-        readout.choose = (lambda *args: weights) if forced else fit
-        compressed = hvpzip.encode_image(pixels, steps, model)
-        readout.choose = fit
+        if forced:
+            weights = np.random.default_rng(seed).integers(-40, 40, (readout.ROWS, model.prior.config.width + 1))
+            readout.choose = lambda *args: weights
+        try:
+            compressed = hvpzip.encode_image(pixels, steps, model)
+        finally:
+            readout.choose = fit
         (HERE / f"{name}.hvpz").write_bytes(compressed.data)
         terms = compressed.codelength.per_term()
         entries[name] = dict(shape=list(pixels.shape), steps=steps, views=compressed.header.views,
