@@ -271,10 +271,13 @@ def test_validation_leaves_the_training_random_stream_alone(model):
     assert evaluate(model.prior, samples, "haar", 2, "cpu") == first
 
 
-def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model):
+def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model, monkeypatch):
     """--bf16 trains under bfloat16 autocast: the network's outputs come back float32 but rounded
-    otherwise than without it; the run trains, and its card and command say so."""
+    otherwise than without it; the run's training calls run autocast and its validation calls do not,
+    and its card and command say so."""
     import torch
+
+    from hvpzip.prior import Denoiser
 
     prior = model.prior
     z, coarse = torch.randn(1, 9, 16, 16), torch.randn(1, 3, 16, 16) * 20
@@ -285,11 +288,22 @@ def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model):
             low = prior.network(z, coarse, band, chroma, 1, gamma)
     assert plain.dtype == low.dtype == torch.float32 and not torch.equal(plain, low)
     assert torch.allclose(plain, low, atol=0.1 * float(plain.abs().max()))
-    data = smooth_photo_folder(tmp_path / "data", 4, 40, 40)
+    autocast_per_call = []
+    forward = Denoiser.forward
+
+    def spy(self, *args, **kwargs):
+        autocast_per_call.append((torch.is_grad_enabled(), torch.is_autocast_cpu_enabled()))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Denoiser, "forward", spy)
+    data = smooth_photo_folder(tmp_path / "data", 6, 40, 40)
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2",
                                   "--steps", "2", "--width", "8", "--blocks", "1", "--iters", "2", "--bf16"])
     assert r.exit_code == 0, r.output
+    training = [cast for grad, cast in autocast_per_call if grad]
+    validation = [cast for grad, cast in autocast_per_call if not grad]
+    assert training and all(training) and validation and not any(validation)
     card = json.loads((out / "model_card.json").read_text())
     assert card["bf16"] is True and card["training_command"].endswith("--iters 2 --bf16")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
