@@ -292,7 +292,7 @@ def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model, monk
     forward = Denoiser.forward
 
     def spy(self, *args, **kwargs):
-        autocast_per_call.append((torch.is_grad_enabled(), torch.is_autocast_cpu_enabled()))
+        autocast_per_call.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu")))
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(Denoiser, "forward", spy)
