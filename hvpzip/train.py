@@ -20,7 +20,8 @@ DEFAULT_BLOCKS = 6  # residual blocks of a new run's denoiser
 
 
 class TrainingSetupError(ValueError):
-    """A run cannot start as asked (a foreign --init-from file, an architecture it cannot grow into)."""
+    """A run cannot start as asked (a foreign --init-from file, an architecture it cannot grow into,
+    a resume under other settings or without the run's images)."""
 
 
 class CropBatchStream(torch.utils.data.IterableDataset):
@@ -146,19 +147,20 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     torch.backends.cudnn.benchmark = device.type == "cuda"  # each level's shapes repeat every iteration
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = data.list_images(data_dir)
-    train_files, val_files = data.split_train_val(files, val_fraction, seed)
-    names = [str(p.relative_to(data_dir)) for p in files]
-    source_run = source_card(init_from) if init_from else None
-    inherited = set((source_run or {}).get("val_files") or [])
-    if inherited & set(names):
-        # a continued run keeps its source's held-out photos out of training, whatever its --seed
-        val_files = [p for p, name in zip(files, names) if name in inherited]
-        train_files = [p for p, name in zip(files, names) if name not in inherited]
-        log(f"validation split: the {len(val_files)} held-out images of {init_from}'s run")
+    decay_iters = decay_iters or max_iters
+    recipe = {"seed": seed, "crop": crop, "batch": batch, "lr": lr, "lr_final": lr_final,
+              "decay_iters": decay_iters if lr_final is not None else None, "direct_share": direct_share,
+              "bf16": bf16, "init_from": str(init_from) if init_from else None}
     ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    if ckpt is not None and "recipe" in ckpt:
+        check_resume_recipe(ckpt["recipe"], recipe, out_dir)
+        train_files, val_files = stored_split(ckpt["settings"], data_dir)
+        init_record = ckpt["settings"]["init_from"]  # the start weights as they were, not the file's content now
+    else:
+        train_files, val_files = new_split(data_dir, val_fraction, seed, init_from, log)
+        init_record = init_provenance(init_from, source_card(init_from) if init_from else None)
+    if ckpt is not None:
         config = PriorConfig(**ckpt["config"])
         log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
     elif init_from is not None:
@@ -197,7 +199,6 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     batches = training_batches(sampler, batch, config.map_name, seed + iteration, workers)
     val_samples = [data.crop_to_planes(data.center_crop(data.load_rgb(p), 256, axes=(1, 2)), False) for p in val_files]
     last_val = last_validation(out_dir / "log.jsonl") if ckpt is not None else None
-    decay_iters = decay_iters or max_iters
     command = lambda iters: (
         f"hvpzip train --data {data_dir} --out {out_dir} --crop {crop} --batch {batch} --steps {config.steps} "
         f"--width {config.width} --blocks {config.blocks} --map {config.map_name} --lr {lr} --seed {seed}"
@@ -211,7 +212,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
                 "batch": batch, "lr": lr, "lr_final": lr_final, "direct_share": direct_share, "bf16": bf16,
                 "train_files": [str(p.relative_to(data_dir)) for p in train_files],
                 "val_files": [str(p.relative_to(data_dir)) for p in val_files],
-                "init_from": init_provenance(init_from, source_run)}
+                "init_from": init_record}
     (out_dir / "manifest.json").write_text(json.dumps({"command": command(max_iters), **settings}, indent=1))
     T = config.steps
     term_probs = term_distribution(T, direct_share)
@@ -219,7 +220,7 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     start, last_save = time.time(), time.time()
     elapsed_before = ckpt["train_seconds"] if ckpt else 0.0
     save = lambda: export(out_dir, model, ema, opt, iteration, elapsed_before + time.time() - start,
-                          command(iteration), settings, last_val)  # the card describes the stop
+                          command(iteration), settings, recipe, last_val)  # the card describes the stop
     finished = lambda: iteration >= max_iters or (time.time() - start) / 60 >= max_minutes
     done = finished()
     with (out_dir / "log.jsonl").open("a") as logf:
@@ -260,14 +261,54 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
 
 
 def export(out_dir: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer, iteration: int,
-           seconds: float, command: str, settings: dict, last_val: dict | None) -> None:
+           seconds: float, command: str, settings: dict, recipe: dict, last_val: dict | None) -> None:
     """Checkpoint, EMA model file and its model card: the command that retraces the run up to `iteration`,
     the run's settings and data lists, training amount and last validation."""
-    save_checkpoint(out_dir / "checkpoint.pt", model, ema, opt, iteration, seconds)
+    save_checkpoint(out_dir / "checkpoint.pt", model, ema, opt, iteration, seconds, settings, recipe)
     save_model(ema, out_dir / "model.pt")
     card = {"model_file": "model.pt", "training_command": command, "iterations": iteration,
             "train_seconds": round(seconds), "last_validation": last_val, **settings}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=1))
+
+
+RECIPE_FLAGS = {"seed": "--seed", "crop": "--crop", "batch": "--batch", "lr": "--lr", "lr_final": "--lr-final",
+                "decay_iters": "--decay-iters", "direct_share": "--direct-share", "bf16": "--bf16",
+                "init_from": "--init-from"}
+
+
+def check_resume_recipe(stored: dict, asked: dict, out_dir: Path) -> None:
+    """Refuse to resume a run under other training settings: its card could then not retrace it.
+    Only --iters, --minutes, --eval-every, --workers and --device may change across a resume."""
+    changed = [f"{RECIPE_FLAGS[k]} {stored.get(k)} (asked: {asked[k]})" for k in RECIPE_FLAGS if stored.get(k) != asked[k]]
+    if changed:
+        raise TrainingSetupError(f"{out_dir} was started with " + ", ".join(changed)
+                                 + "; resume it with those settings or train into a new --out")
+
+
+def new_split(data_dir: Path, val_fraction: float, seed: int, init_from: Path | None,
+              log: Callable[[str], None]) -> tuple[list[Path], list[Path]]:
+    """A new run's train/validation split; a run continued from a model keeps that model's held-out photos."""
+    files = data.list_images(data_dir)
+    train_files, val_files = data.split_train_val(files, val_fraction, seed)
+    names = [str(p.relative_to(data_dir)) for p in files]
+    inherited = set(((source_card(init_from) if init_from else None) or {}).get("val_files") or [])
+    if inherited & set(names):
+        # a continued run keeps its source's held-out photos out of training, whatever its --seed
+        val_files = [p for p, name in zip(files, names) if name in inherited]
+        train_files = [p for p, name in zip(files, names) if name not in inherited]
+        log(f"validation split: the {len(val_files)} held-out images of {init_from}'s run")
+    return train_files, val_files
+
+
+def stored_split(settings: dict, data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """A resumed run's train/validation split, as its checkpoint recorded it."""
+    train_files = [data_dir / name for name in settings["train_files"]]
+    val_files = [data_dir / name for name in settings["val_files"]]
+    missing = [p for p in train_files + val_files if not p.exists()]
+    if missing:
+        raise TrainingSetupError(f"{len(missing)} images of the run being resumed are missing from {data_dir} "
+                                 f"(first: {missing[0].relative_to(data_dir)})")
+    return train_files, val_files
 
 
 def last_validation(log_path: Path) -> dict | None:
@@ -321,9 +362,10 @@ def copy_weights(source: MultiscalePrior, target: MultiscalePrior) -> None:
 
 
 def save_checkpoint(path: Path, model: MultiscalePrior, ema: MultiscalePrior, opt: torch.optim.Optimizer,
-                    iteration: int, seconds: float) -> None:
-    """Atomically write everything needed to resume."""
+                    iteration: int, seconds: float, settings: dict, recipe: dict) -> None:
+    """Atomically write everything needed to resume: weights, optimiser, the run's data split and recipe."""
     tmp = path.with_suffix(".tmp")
     torch.save({"config": asdict(model.config), "model": model.state_dict(), "ema": ema.state_dict(),
-                "opt": opt.state_dict(), "iteration": iteration, "train_seconds": seconds}, tmp)
+                "opt": opt.state_dict(), "iteration": iteration, "train_seconds": seconds,
+                "settings": settings, "recipe": recipe}, tmp)
     tmp.replace(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -36,6 +37,38 @@ def test_train_export_and_resume(tmp_path):
     model = hvpzip.load_model(out / "model.pt")
     pixels = smooth_image(20, 20, 3)
     assert np.array_equal(hvpzip.decompress(hvpzip.compress(pixels, model=model), model=model), pixels)
+
+
+def test_resume_refuses_other_settings_and_keeps_the_runs_provenance(tmp_path, model):
+    """A resume under another schedule is refused in one line, leaving the run as it was; a resumed run keeps
+    its start weights' hash and its data split even when the --init-from file and the folder change."""
+    data = smooth_photo_folder(tmp_path / "data", 6, 48, 56)
+    start = tmp_path / "start.pt"
+    hvpzip.prior.save_model(model.prior, start)
+    start_hash = hashlib.sha256(start.read_bytes()).hexdigest()
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2", "--eval-every", "2",
+            "--init-from", str(start), "--lr-final", "1e-5"]
+    assert CliRunner().invoke(main, args + ["--iters", "2"]).exit_code == 0
+    card = json.loads((out / "model_card.json").read_text())
+    before = (out / "checkpoint.pt").read_bytes()
+    r = CliRunner().invoke(main, args + ["--iters", "4"])  # --decay-iters would follow --iters: 2 -> 4
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert r.output.strip() == f"Error: {out} was started with --decay-iters 2 (asked: 4); resume it with those settings or train into a new --out"
+    r = CliRunner().invoke(main, args[:-1] + ["3e-5", "--iters", "4", "--seed", "5"])
+    assert r.exit_code != 0 and "--seed 0 (asked: 5), --lr-final 1e-05 (asked: 3e-05)" in r.output
+    assert (out / "checkpoint.pt").read_bytes() == before
+    start.write_bytes(b"not the start weights")
+    shutil.copy(data / "0.png", data / "new.png")  # a photo added to the folder must not join the resumed run
+    r = CliRunner().invoke(main, args + ["--iters", "3", "--decay-iters", "2"])
+    assert r.exit_code == 0 and "resuming" in r.output, r.output
+    resumed = json.loads((out / "model_card.json").read_text())
+    assert resumed["iterations"] == 3 and resumed["init_from"]["sha256"] == start_hash
+    assert (resumed["train_files"], resumed["val_files"]) == (card["train_files"], card["val_files"])
+    assert resumed["training_command"].endswith("--lr-final 1e-05 --iters 3 --decay-iters 2")
+    (data / card["train_files"][0]).unlink()
+    r = CliRunner().invoke(main, args + ["--iters", "4", "--decay-iters", "2"])
+    assert r.exit_code != 0 and f"1 images of the run being resumed are missing from {data}" in r.output
 
 
 def test_validation_split_is_deterministic_and_disjoint(tmp_path):
