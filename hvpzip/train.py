@@ -158,8 +158,9 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
         train_files, val_files = stored_split(ckpt["settings"], data_dir)
         init_record = ckpt["settings"]["init_from"]  # the start weights as they were, not the file's content now
     else:
-        train_files, val_files = new_split(data_dir, val_fraction, seed, init_from, log)
-        init_record = init_provenance(init_from, source_card(init_from) if init_from else None)
+        source_run = source_card(init_from) if init_from else None
+        train_files, val_files = new_split(data_dir, val_fraction, seed, init_from, source_run, log)
+        init_record = init_provenance(init_from, source_run)
     if ckpt is not None:
         config = PriorConfig(**ckpt["config"])
         log(f"resuming from {ckpt_path} at iteration {ckpt['iteration']}")
@@ -285,13 +286,14 @@ def check_resume_recipe(stored: dict, asked: dict, out_dir: Path) -> None:
                                  + "; resume it with those settings or train into a new --out")
 
 
-def new_split(data_dir: Path, val_fraction: float, seed: int, init_from: Path | None,
+def new_split(data_dir: Path, val_fraction: float, seed: int, init_from: Path | None, source_run: dict | None,
               log: Callable[[str], None]) -> tuple[list[Path], list[Path]]:
-    """A new run's train/validation split; a run continued from a model keeps that model's held-out photos."""
+    """A new run's train/validation split; a run continued from a model keeps the held-out photos of
+    `source_run`, that model's card."""
     files = data.list_images(data_dir)
     train_files, val_files = data.split_train_val(files, val_fraction, seed)
     names = [str(p.relative_to(data_dir)) for p in files]
-    inherited = set(((source_card(init_from) if init_from else None) or {}).get("val_files") or [])
+    inherited = set((source_run or {}).get("val_files") or [])
     if inherited & set(names):
         # a continued run keeps its source's held-out photos out of training, whatever its --seed
         val_files = [p for p, name in zip(files, names) if name in inherited]
