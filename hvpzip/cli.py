@@ -439,7 +439,8 @@ def ood(in_dist: str, ood_dirs: tuple[Path, ...], generated: bool, count: int, c
               help="Processes preparing training crops (0: the training process; more keeps a GPU fed).")
 @click.option("--bf16", is_flag=True,
               help="Run the network in bfloat16 while training (torch.autocast; 1.9x faster per iteration on an AMD EPYC "
-                   "with AVX512-BF16); the loss, validation and coding stay float32.")
+                   "with AVX512-BF16, about 10x slower on a CPU without it or AMX, where train warns); the loss, "
+                   "validation and coding stay float32.")
 def train(data_dir: Path, out_dir: Path, crop: int, batch: int, T: int, width: int, blocks: int | None, map_name: str,
           lr: float, seed: int, iters: int, minutes: float, eval_every: int, device: str, context: bool,
           context_groups: str | None, init_from: Path | None, direct_share: float | None, lr_final: float | None,

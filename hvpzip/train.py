@@ -123,6 +123,14 @@ def learning_rate(lr: float, lr_final: float | None, iteration: int, max_iters: 
     return warm * (lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def bf16_is_emulated(device: torch.device) -> bool:
+    """Whether bfloat16 autocast on `device` lacks native CPU support (AVX512-BF16 or AMX), which makes it slow."""
+    if device.type != "cpu":
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return not any(probe() for probe in probes if probe is not None)
+
+
 def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 48,
           blocks: int | None = None, lr: float = 2e-3, seed: int = 0, max_iters: int = 100000, max_minutes: float = 1e9,
           map_name: str = "haar", val_fraction: float = 0.05, eval_every: int = 200, device_name: str = "cpu",
@@ -144,6 +152,9 @@ def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps
     `bf16` runs the training network under bfloat16 autocast (the loss and validation stay float32).
     """
     device = torch.device(device_name)
+    if bf16 and bf16_is_emulated(device):
+        log("warning: this CPU has neither AVX512-BF16 nor AMX, so --bf16 is emulated and far slower than float32 "
+            "(measured 55 s against 5.2 s per iteration on a 2-core AVX2 EPYC); leave --bf16 off here")
     torch.backends.cudnn.benchmark = device.type == "cuda"  # each level's shapes repeat every iteration
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -329,11 +329,12 @@ def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model, monk
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(Denoiser, "forward", spy)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # no emulation warning here
     data = smooth_photo_folder(tmp_path / "data", 6, 40, 40)
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(out), "--crop", "32", "--batch", "2",
                                   "--steps", "2", "--width", "8", "--blocks", "1", "--iters", "2", "--bf16"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "emulated" not in r.output, r.output
     training = [cast for grad, cast in autocast_per_call if grad]
     validation = [cast for grad, cast in autocast_per_call if not grad]
     assert training and all(training) and validation and not any(validation)
@@ -341,3 +342,23 @@ def test_bf16_runs_the_network_in_bfloat16_and_is_recorded(tmp_path, model, monk
     assert card["bf16"] is True and card["training_command"].endswith("--iters 2 --bf16")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(np.isfinite(rec["loss_bpsp"]) for rec in log)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, emulated", [(False, False, True), (True, False, False), (False, True, False)])
+def test_bf16_without_native_cpu_support_is_reported_as_emulated(tmp_path, monkeypatch, avx512_bf16, amx, emulated):
+    """A CPU with neither AVX512-BF16 nor AMX emulates bfloat16 (about 10x slower), so train warns
+    there; a GPU never counts as emulated."""
+    import torch
+
+    from hvpzip.train import bf16_is_emulated
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert bf16_is_emulated(torch.device("cpu")) is emulated
+    assert bf16_is_emulated(torch.device("cuda")) is False
+    data = smooth_photo_folder(tmp_path / "data", 6, 40, 40)
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--crop", "32",
+                                  "--batch", "2", "--steps", "2", "--width", "8", "--blocks", "1", "--iters", "1",
+                                  "--bf16"])
+    assert r.exit_code == 0, r.output
+    assert ("warning: this CPU has neither AVX512-BF16 nor AMX, so --bf16 is emulated" in r.output) is emulated
