@@ -124,11 +124,14 @@ def learning_rate(lr: float, lr_final: float | None, iteration: int, max_iters: 
 
 
 def bf16_is_emulated(device: torch.device) -> bool:
-    """Whether bfloat16 autocast on `device` lacks native CPU support (AVX512-BF16 or AMX), which makes it slow."""
+    """Whether bfloat16 autocast on `device` lacks native CPU support (AVX512-BF16 or AMX), which makes it slow.
+
+    The probes are torch's private CPU-feature checks; where a torch lacks them this says False (no evidence)."""
     if device.type != "cpu":
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return not any(probe() for probe in probes if probe is not None)
+    probes = [probe for probe in probes if probe is not None]
+    return bool(probes) and not any(probe() for probe in probes)
 
 
 def train(data_dir: Path, out_dir: Path, crop: int = 128, batch: int = 16, steps: int = 4, width: int = 48,

@@ -362,3 +362,14 @@ def test_bf16_without_native_cpu_support_is_reported_as_emulated(tmp_path, monke
                                   "--bf16"])
     assert r.exit_code == 0, r.output
     assert ("warning: this CPU has neither AVX512-BF16 nor AMX, so --bf16 is emulated" in r.output) is emulated
+
+
+def test_bf16_emulation_is_not_claimed_without_torchs_cpu_probes(monkeypatch):
+    """Where torch lacks its CPU-feature probes, nothing says bfloat16 is emulated, so no warning."""
+    import torch
+
+    from hvpzip.train import bf16_is_emulated
+
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert bf16_is_emulated(torch.device("cpu")) is False
